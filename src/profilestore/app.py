@@ -1,0 +1,144 @@
+"""The app factory.  Its lifespan owns the connection pool (and, without DATABASE_URL, the embedded Postgres).
+
+Errors: the service's own JSON API answers `{"error": Name, "detail": message}` (errors.py); the
+Mixpanel-compatible ingestion endpoints render their own errors in Mixpanel's shapes (ingest/responses.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from profilestore import __version__
+from profilestore.db.engine import make_pool
+from profilestore.deps import PoolDep, SettingsDep
+from profilestore.errors import DatabaseUnavailable, ProfilestoreError
+from profilestore.ingest.routes import router as ingest_router
+from profilestore.projects import TokenCache
+from profilestore.settings import Settings, get_settings
+
+log = logging.getLogger("profilestore")
+
+TOMBSTONE_SWEEP_SECONDS = 3600.0
+
+
+def resolve_database_url(settings: Settings) -> str:
+    if settings.database_url:
+        return settings.database_url
+    from profilestore.db.embedded import embedded_database_url
+
+    return embedded_database_url(settings.home)
+
+
+async def _sweep_tombstones(app: FastAPI) -> None:
+    """Drops expired profile tombstones now and then; SKIP LOCKED so it never waits on (or for) a writer."""
+    while True:
+        await asyncio.sleep(TOMBSTONE_SWEEP_SECONDS)
+        with contextlib.suppress(psycopg.Error, PoolTimeout):
+            async with app.state.pool.connection() as conn:
+                await conn.execute(
+                    "DELETE FROM profile_tombstones WHERE ctid IN (SELECT ctid FROM profile_tombstones"
+                    " WHERE delete_until < extract(epoch FROM now()) FOR UPDATE SKIP LOCKED LIMIT 10000)"
+                )
+
+
+def create_app(settings: Settings | None = None, *, database_url: str | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = database_url or resolve_database_url(settings)
+        pool = make_pool(
+            url,
+            min_size=settings.pool_min_size,
+            max_size=settings.pool_max_size,
+            timeout=settings.db_timeout_seconds,
+        )
+        # Not waiting: a database that is down at start-up gives 503s until it is up, not a crash.
+        await pool.open(wait=False)
+        app.state.pool = pool
+        sweeper = asyncio.create_task(_sweep_tombstones(app))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            await pool.close()
+
+    app = FastAPI(
+        title="profilestore",
+        version=__version__,
+        summary="A self-hosted, Mixpanel-compatible user-profile store on Postgres",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.tokens = TokenCache()
+    # The browser SDK sends credentials: echo the Origin (a regex match does) and allow credentials.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origin_regex=".*",
+        allow_credentials=True,
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["*"],
+        max_age=86400,
+    )
+    app.include_router(ingest_router)
+    _install_error_handlers(app)
+
+    @app.get("/healthz", summary="The process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="The database is reachable")
+    async def readyz(pool: PoolDep, settings: SettingsDep) -> dict[str, str]:
+        try:
+            async with pool.connection(timeout=min(2.0, settings.db_timeout_seconds)) as conn:
+                await conn.execute("SELECT 1")
+        except (PoolTimeout, psycopg.OperationalError) as exc:
+            raise DatabaseUnavailable("database unreachable", retry_after=settings.retry_after_seconds) from exc
+        return {"status": "ready"}
+
+    return app
+
+
+def _error_body(name: str, detail: object) -> dict[str, object]:
+    return {"error": name, "detail": detail}
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ProfilestoreError)
+    async def domain_error(_: Request, exc: ProfilestoreError) -> JSONResponse:
+        return JSONResponse(
+            _error_body(type(exc).__name__, exc.message), status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = [
+            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
+        ]
+        return JSONResponse(_error_body("ValidationError", detail), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            _error_body(type(exc).__name__, exc.detail), status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, (PoolTimeout, psycopg.OperationalError)):
+            settings: Settings = request.app.state.settings
+            err = DatabaseUnavailable(retry_after=settings.retry_after_seconds)
+            return JSONResponse(_error_body("DatabaseUnavailable", err.message), 503, headers=err.headers)
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse(_error_body("InternalError", "unexpected error; it has been logged"), 500)

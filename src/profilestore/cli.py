@@ -1,0 +1,136 @@
+"""The `profilestore` command (operations.md): serve, migrate, projects create|list|rotate-secret."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import psycopg
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from profilestore import projects
+from profilestore.app import resolve_database_url
+from profilestore.db import migrate
+from profilestore.db.engine import libpq_dsn
+from profilestore.errors import ProfilestoreError
+from profilestore.settings import Settings, get_settings
+
+app = typer.Typer(help="A self-hosted, Mixpanel-compatible user-profile store.", no_args_is_help=True)
+projects_app = typer.Typer(help="Projects: tokens and API secrets.", no_args_is_help=True)
+app.add_typer(projects_app, name="projects")
+console = Console()
+T = TypeVar("T")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _with_connection(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+    url = resolve_database_url(settings)
+
+    async def run() -> T:
+        async with await psycopg.AsyncConnection.connect(
+            libpq_dsn(url), autocommit=True, row_factory=psycopg.rows.dict_row
+        ) as conn:
+            return await work(conn)
+
+    try:
+        return asyncio.run(run())
+    except ProfilestoreError as exc:
+        console.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from None
+    except psycopg.OperationalError as exc:
+        console.print(f"[red]error:[/red] cannot reach the database: {exc}")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [PROFILESTORE_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [PROFILESTORE_PORT].")] = None,
+    workers: Annotated[int | None, typer.Option(help="App processes [PROFILESTORE_WORKERS].")] = None,
+    ssl_certfile: Annotated[str | None, typer.Option(help="Serve HTTPS with this certificate.")] = None,
+    ssl_keyfile: Annotated[str | None, typer.Option(help="The certificate's private key.")] = None,
+    access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
+) -> None:
+    """Apply migrations, then serve the API (on an embedded Postgres when DATABASE_URL is unset)."""
+    import uvicorn
+
+    settings = get_settings(host=host, port=port, workers=workers)
+    url = resolve_database_url(settings)
+    migrate.upgrade(url)
+    # Worker processes (and the default project's creation below) use the same database.
+    os.environ["DATABASE_URL"] = url
+
+    async def ensure_default(conn: Any) -> dict[str, Any] | None:
+        if await projects.list_projects(conn):
+            return None
+        return await projects.create_project(conn, "default")
+
+    created = _with_connection(get_settings(), ensure_default)
+    if created:
+        console.print("Created project [bold]default[/bold]. Its API secret is shown only now:")
+        console.print(f"  token:      {created['token']}")
+        console.print(f"  api_secret: {created['api_secret']}")
+    scheme = "https" if ssl_certfile else "http"
+    console.print(f"profilestore listening on {scheme}://{settings.host}:{settings.port}")
+    uvicorn.run(
+        "profilestore.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+        access_log=access_log,
+        log_level="info",
+    )
+
+
+@app.command("migrate")
+def migrate_command() -> None:
+    """Apply the database migrations (alembic upgrade head)."""
+    migrate.upgrade(resolve_database_url(get_settings()))
+    console.print("database is up to date")
+
+
+@projects_app.command("create")
+def projects_create(name: str, as_json: JsonOpt = False) -> None:
+    """Create a project; prints its token and its API secret (shown only here)."""
+    created = _with_connection(get_settings(), lambda conn: projects.create_project(conn, name))
+    if as_json:
+        print(json.dumps(created))
+    else:
+        for key, value in created.items():
+            console.print(f"{key}: {value}")
+
+
+@projects_app.command("list")
+def projects_list(as_json: JsonOpt = False) -> None:
+    """List projects: id, name, token (never secrets)."""
+    found = _with_connection(get_settings(), projects.list_projects)
+    if as_json:
+        print(json.dumps([{"id": p.id, "name": p.name, "token": p.token} for p in found]))
+        return
+    table = Table("id", "name", "token")
+    for p in found:
+        table.add_row(str(p.id), p.name, p.token)
+    console.print(table)
+
+
+@projects_app.command("rotate-secret")
+def projects_rotate_secret(name: str, as_json: JsonOpt = False) -> None:
+    """Give a project a new API secret (the old one stops working)."""
+    secret = _with_connection(get_settings(), lambda conn: projects.rotate_secret(conn, name))
+    if as_json:
+        print(json.dumps({"name": name, "api_secret": secret}))
+    else:
+        console.print(f"api_secret: {secret}")
+
+
+def main() -> None:
+    app()

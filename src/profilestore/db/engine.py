@@ -1,0 +1,59 @@
+"""Connections: the DSN the app uses, the async pool the app's lifespan owns, and a sync connection for CLI.
+
+psycopg 3 speaks to Postgres directly (the hot path is one statement per request); SQLAlchemy is used for
+the schema and to compile the few Core queries elsewhere (`compile_query`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.sql import ClauseElement
+
+_DIALECT = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
+
+
+def libpq_dsn(url: str) -> str:
+    """`postgresql+psycopg://...` (SQLAlchemy style) or `postgres://...` -> a DSN libpq accepts."""
+    for prefix in ("postgresql+psycopg://", "postgresql+psycopg2://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql://" + url[len(prefix) :]
+    return url
+
+
+def sqlalchemy_url(url: str) -> str:
+    return "postgresql+psycopg://" + libpq_dsn(url)[len("postgresql://") :]
+
+
+def compile_query(stmt: ClauseElement) -> tuple[str, dict[str, Any]]:
+    """A SQLAlchemy Core statement -> (SQL text with %(name)s placeholders, parameters) for psycopg."""
+    compiled = stmt.compile(dialect=_DIALECT, compile_kwargs={"render_postcompile": True})
+    return str(compiled), dict(compiled.params)
+
+
+async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+    # Every statement of the service is its own transaction unless it opens one explicitly.
+    await conn.set_autocommit(True)
+
+
+def make_pool(dsn: str, *, min_size: int, max_size: int, timeout: float) -> AsyncConnectionPool:
+    """An unopened pool; the app lifespan opens it (without waiting, so a down database is a 503, not a crash)."""
+    return AsyncConnectionPool(
+        libpq_dsn(dsn),
+        min_size=min_size,
+        max_size=max_size,
+        timeout=timeout,
+        open=False,
+        configure=_configure,
+        kwargs={"row_factory": dict_row, "connect_timeout": max(1, int(timeout))},
+        reconnect_timeout=0,  # keep trying for ever: the database may come back
+    )
+
+
+def connect(dsn: str) -> psycopg.Connection[dict[str, Any]]:
+    """A plain autocommit connection (CLI, migrations, tests)."""
+    return psycopg.connect(libpq_dsn(dsn), autocommit=True, row_factory=dict_row)

@@ -1,0 +1,91 @@
+"""The tables, as SQLAlchemy Core metadata: Alembic's source of truth and the names other modules query.
+
+`projects`, `profiles` (and later `group_profiles`, `events`, `cohorts`) are an interface: analysts query
+them directly, so their names and documented columns are stable (README, operations.md).  Columns marked
+internal are bookkeeping for the update rules of ingest.md section 3 and may change.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Double,
+    Identity,
+    Index,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    Column("name", Text, nullable=False, unique=True),
+    Column("token", Text, nullable=False, unique=True),
+    # SHA-256 of the secret: secrets are 32 random bytes, so a fast hash is enough (no password stretching).
+    Column("api_secret_hash", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# No foreign key to projects: every write checks the token in the app, and a per-row RI check would
+# serialise concurrent writers on the project row (and Citus distributes this table).
+profiles = Table(
+    "profiles",
+    metadata,
+    Column("project_id", BigInteger, nullable=False),
+    Column("distinct_id", Text, nullable=False),
+    Column("properties", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_seen", DateTime(timezone=True)),
+    # internal: per-property time of the last $set/$set_once/$unset ({k: T} or {k: [T, "o"|"u"]})
+    Column("prop_times", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    # internal: greatest T in prop_times and of a deletion (the fast path's test)
+    Column("max_time", Double),
+    # internal: newest $delete's T and when its tombstone expires (epoch seconds)
+    Column("delete_time", Double),
+    Column("delete_until", Double),
+    PrimaryKeyConstraint("project_id", "distinct_id"),
+)
+
+# internal: deletions of profiles that no longer exist, so stale updates arriving later are dropped.
+profile_tombstones = Table(
+    "profile_tombstones",
+    metadata,
+    Column("project_id", BigInteger, nullable=False),
+    Column("distinct_id", Text, nullable=False),
+    Column("delete_time", Double, nullable=False),
+    Column("delete_until", Double, nullable=False),
+    PrimaryKeyConstraint("project_id", "distinct_id"),
+)
+
+ingestion_warnings = Table(
+    "ingestion_warnings",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    Column("project_id", BigInteger, nullable=False),
+    Column("kind", Text, nullable=False),  # "profile" or "group"
+    Column("entity", Text, nullable=False),  # the distinct_id (or group key/id)
+    Column("operation", Text, nullable=False),
+    Column("property", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index(None, "project_id", "id"),
+)

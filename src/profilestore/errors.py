@@ -1,0 +1,60 @@
+"""The service's errors and the one JSON shape they answer with.
+
+    ProfilestoreError                 base: an HTTP status, a message, optional headers
+    ├── BadRequest (400)              a parameter or a body the service cannot use
+    ├── Unauthorized (401)            missing or wrong API secret / credentials
+    ├── Forbidden (403)               a secret of another project
+    ├── PayloadTooLarge (413)         a body over the size limits
+    ├── UnsupportedMediaType (415)    a content type the endpoint does not read
+    └── DatabaseUnavailable (503)     Postgres is down or restarting; carries Retry-After
+
+On the Mixpanel-compatible ingestion endpoints these become Mixpanel's shape `{"code", "status", "error"}`
+(ingest/responses.py); on the service's own JSON API they answer `{"error": Name, "detail": message}`.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+
+class ProfilestoreError(Exception):
+    status_code = 400
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+    @property
+    def status_phrase(self) -> str:
+        return HTTPStatus(self.status_code).phrase
+
+
+class BadRequest(ProfilestoreError):
+    status_code = 400
+
+
+class Unauthorized(ProfilestoreError):
+    status_code = 401
+
+    def __init__(self, message: str = "missing or invalid API secret") -> None:
+        super().__init__(message, headers={"WWW-Authenticate": 'Basic realm="profilestore"'})
+
+
+class Forbidden(ProfilestoreError):
+    status_code = 403
+
+
+class PayloadTooLarge(ProfilestoreError):
+    status_code = 413
+
+
+class UnsupportedMediaType(ProfilestoreError):
+    status_code = 415
+
+
+class DatabaseUnavailable(ProfilestoreError):
+    status_code = 503
+
+    def __init__(self, message: str = "database unavailable, retry later", *, retry_after: int = 5) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})

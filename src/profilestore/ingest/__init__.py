@@ -1,0 +1,1 @@
+"""Mixpanel-compatible ingestion: /engage, /groups, /track and /import."""

@@ -1,0 +1,222 @@
+"""Validation of /engage update records: pydantic for the shape, then the limits of ingest.md section 3.
+
+`validate_updates` turns the decoded records of one request into `Update`s (valid, normalised) and
+`RecordError`s (index, field path, rule in plain words).  A bad record never costs the good ones beside it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr, TypeAdapter, ValidationError
+from typing_extensions import TypedDict
+
+from profilestore.ingest.responses import RecordError
+from profilestore.settings import Settings
+
+Number = StrictInt | StrictFloat
+Name = Annotated[StrictStr, Field(min_length=1, max_length=255)]
+
+# The operations in the order they apply within one record, and their short names in the SQL batch.
+OPERATIONS = {
+    "$set": "set",
+    "$set_once": "once",
+    "$add": "add",
+    "$union": "union",
+    "$append": "append",
+    "$remove": "remove",
+    "$unset": "unset",
+}
+
+EngageRecord = TypedDict(
+    "EngageRecord",
+    {
+        "$token": StrictStr,
+        "$distinct_id": StrictStr | StrictInt | StrictFloat,
+        "$time": StrictInt | StrictFloat | StrictStr,
+        "$ignore_time": StrictBool | StrictInt,
+        "$set": dict[Name, Any],
+        "$set_once": dict[Name, Any],
+        "$add": dict[Name, Number],
+        "$union": dict[Name, Any],
+        "$append": dict[Name, Any],
+        "$remove": dict[Name, Any],
+        "$unset": list[Name] | Name,
+        "$delete": Any,
+    },
+    total=False,
+)
+_record_adapter: TypeAdapter[EngageRecord] = TypeAdapter(EngageRecord)
+
+_MESSAGES = {
+    "int_type": "must be a number",
+    "float_type": "must be a number",
+    "string_type": "must be a string",
+    "bool_type": "must be true or false",
+    "dict_type": "must be an object",
+    "list_type": "must be a list",
+    "string_too_short": "must not be empty",
+    "string_too_long": "must be at most 255 characters",
+}
+
+
+@dataclass
+class Update:
+    """One valid update record, normalised: what the SQL batch carries for it."""
+
+    index: int
+    project_token: str
+    distinct_id: str
+    body: dict[str, Any]  # {"t": T, "it"?: true, "set": {...}, ..., "del"?: true}
+    warnings: list[tuple[str, str, str]] = field(default_factory=list)  # (operation, property, reason)
+
+
+def _field_error(error: Any) -> tuple[str, str]:
+    """A pydantic error -> (field path, message).  Union branches add type names to loc: drop them."""
+    loc = [str(part) for part in error["loc"] if part not in ("str", "int", "float", "bool", "list[...]")]
+    loc = [p for p in loc if not p.startswith(("constrained-str", "list[", "function-"))]
+    kind = error["type"]
+    if kind.endswith("_type") and len(loc) >= 1 and loc[0] in ("$distinct_id", "$time"):
+        message = {"$distinct_id": "must be a string or a number", "$time": "must be a number or an ISO 8601 date"}[
+            loc[0]
+        ]
+    elif kind == "string_too_long" and len(loc) >= 2:
+        message = "property names must be at most 255 characters"
+    elif kind == "string_too_short" and len(loc) >= 2:
+        message = "property names must not be empty"
+    else:
+        message = _MESSAGES.get(kind, str(error["msg"]))
+    return ".".join(loc), message
+
+
+def parse_time(value: int | float | str | None, now: float, future_clamp: float) -> float:
+    """$time -> epoch seconds: seconds or milliseconds (below 1e11 is seconds) or ISO 8601; clamped."""
+    if value is None:
+        return now
+    if isinstance(value, str):
+        text = value.strip()
+        stamp = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=UTC)
+        t = stamp.timestamp()
+    else:
+        t = float(value)
+        if not math.isfinite(t):
+            raise ValueError("not finite")
+        if abs(t) >= 1e11:
+            t /= 1000.0
+    return now if t > now + future_clamp else t
+
+
+def _depth(value: Any) -> int:
+    """How deep lists and objects nest: a scalar is 0, [1] is 1, [[1]] is 2."""
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+def _check_value(value: Any, settings: Settings) -> str | None:
+    if isinstance(value, (dict, list)):
+        if _depth(value) > settings.max_value_depth:
+            return f"values nest at most {settings.max_value_depth} levels"
+        if len(orjson.dumps(value)) > settings.max_value_bytes:
+            return f"a list or object value is at most {settings.max_value_bytes} bytes"
+    elif isinstance(value, float) and not math.isfinite(value):
+        return "must be a finite number"
+    return None
+
+
+def _normalise(index: int, rec: EngageRecord, now: float, settings: Settings) -> Update | RecordError:
+    def fail(path: str, message: str) -> RecordError:
+        return RecordError(index, "$distinct_id", distinct, path, message)
+
+    raw_id = rec.get("$distinct_id")
+    distinct = None if raw_id is None else (raw_id if isinstance(raw_id, str) else repr(raw_id))
+    if "$token" not in rec:
+        return fail("$token", "is required")
+    if raw_id is None:
+        return fail("$distinct_id", "is required")
+    assert distinct is not None
+    if isinstance(raw_id, float) and raw_id.is_integer():
+        distinct = str(int(raw_id))
+    if not distinct or not distinct.strip():
+        return fail("$distinct_id", "must not be empty")
+    if len(distinct) > 255:
+        return fail("$distinct_id", "must be at most 255 characters")
+    try:
+        t = parse_time(rec.get("$time"), now, settings.future_clamp_seconds)
+    except (ValueError, OverflowError):
+        return fail("$time", "must be epoch seconds or milliseconds, or an ISO 8601 date")
+
+    body: dict[str, Any] = {"t": t}
+    if rec.get("$ignore_time"):
+        body["it"] = True
+    update = Update(index, rec["$token"], distinct, body)
+    ops = [op for op in OPERATIONS if op in rec]
+    if "$delete" in rec:
+        if ops:
+            return fail("$delete", f"must stand alone (found {', '.join(ops)})")
+        body["del"] = True
+        return update
+    if not ops:
+        return fail("", "has no operation ($set, $set_once, $add, $union, $append, $remove, $unset, $delete)")
+    for op in ops:
+        operand: Any = rec[op]  # type: ignore[literal-required]
+        if op == "$unset":
+            body["unset"] = [operand] if isinstance(operand, str) else operand
+            continue
+        if op in ("$set", "$set_once") and "$last_seen" in operand:
+            operand = {k: v for k, v in operand.items() if k != "$last_seen"}
+            update.warnings.append((op, "$last_seen", "$last_seen is maintained by the service; ignored"))
+        if op == "$union":
+            operand = {k: v if isinstance(v, list) else [v] for k, v in operand.items()}
+        for name, value in operand.items():
+            problem = _check_value(value, settings)
+            if problem:
+                return fail(f"{op}.{name}", problem)
+        if operand:
+            body[OPERATIONS[op]] = operand
+    if not any(k in body for k in OPERATIONS.values()):
+        # Only empty operands (or only $last_seen): still a valid record, and like Mixpanel's empty $set it
+        # creates the profile.
+        body["set"] = {}
+    return update
+
+
+def validate_updates(
+    records: list[Any], *, now: float, settings: Settings, body_bytes: int
+) -> tuple[list[Update], list[RecordError]]:
+    """Valid updates (in request order) and the errors of the invalid records."""
+    updates: list[Update] = []
+    errors: list[RecordError] = []
+    check_size = body_bytes > settings.max_record_bytes
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            errors.append(RecordError(index, "$distinct_id", None, "", "must be a JSON object"))
+            continue
+        if check_size and len(orjson.dumps(record)) > settings.max_record_bytes:
+            raw_id = record.get("$distinct_id")
+            errors.append(
+                RecordError(index, "$distinct_id", None if raw_id is None else str(raw_id), "",
+                            f"the record is over {settings.max_record_bytes} bytes")
+            )
+            continue
+        try:
+            rec = _record_adapter.validate_python(record)
+        except ValidationError as exc:
+            path, message = _field_error(exc.errors()[0])
+            raw_id = record.get("$distinct_id")
+            errors.append(RecordError(index, "$distinct_id", None if raw_id is None else str(raw_id), path, message))
+            continue
+        result = _normalise(index, rec, now, settings)
+        if isinstance(result, RecordError):
+            errors.append(result)
+        else:
+            updates.append(result)
+    return updates, errors

@@ -1,0 +1,85 @@
+"""/engage as a plain function: decoded records in, an `Outcome` out (routes.py renders it).
+
+Steps: validate every record (records.py), resolve the project tokens, group the valid updates by profile
+and apply them in one statement (sql.py).  The database being unreachable raises DatabaseUnavailable
+(503, nothing applied: a retry is safe); every other failure is a per-record error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from profilestore.errors import DatabaseUnavailable
+from profilestore.ingest.records import validate_updates
+from profilestore.ingest.responses import Outcome, RecordError
+from profilestore.ingest.sql import apply_batch, apply_one_by_one, build_batch
+from profilestore.projects import TokenCache
+from profilestore.settings import Settings
+
+
+@contextlib.asynccontextmanager
+async def database(pool: AsyncConnectionPool, settings: Settings) -> AsyncIterator[AsyncConnection[Any]]:
+    """A pooled connection; an unreachable database becomes DatabaseUnavailable (503 + Retry-After)."""
+    try:
+        async with pool.connection() as conn:
+            yield conn
+    except (PoolTimeout, psycopg.OperationalError) as exc:
+        raise DatabaseUnavailable(
+            f"database unavailable ({type(exc).__name__}); nothing was applied, retry later",
+            retry_after=settings.retry_after_seconds,
+        ) from exc
+
+
+async def ingest_profiles(
+    records: list[Any],
+    *,
+    body_bytes: int,
+    now: float,
+    pool: AsyncConnectionPool,
+    tokens: TokenCache,
+    settings: Settings,
+) -> Outcome:
+    limit = settings.max_records
+    over = [
+        RecordError(i, "$distinct_id", _id_of(r), "", f"a request holds at most {limit} records")
+        for i, r in enumerate(records[limit:], start=limit)
+    ]
+    updates, errors = validate_updates(records[:limit], now=now, settings=settings, body_bytes=body_bytes)
+    errors.extend(over)
+
+    connect: Callable[[], Any] = lambda: database(pool, settings)  # noqa: E731
+    if updates:
+        project_ids = await tokens.resolve(connect, {u.project_token for u in updates})
+        known = []
+        for update in updates:
+            if project_ids.get(update.project_token) is None:
+                errors.append(RecordError(update.index, "$distinct_id", update.distinct_id, "$token",
+                                          "unknown project token"))
+            else:
+                known.append(update)
+        if known:
+            batch = build_batch(known, {t: p for t, p in project_ids.items() if p is not None})
+            async with connect() as conn:
+                try:
+                    await apply_batch(conn, batch, now, settings)
+                except psycopg.errors.DataError:
+                    refused = await apply_one_by_one(conn, batch, now, settings)
+                    for key, reason in refused.items():
+                        group = batch.groups[key]
+                        for index in batch.indexes[key]:
+                            errors.append(RecordError(index, "$distinct_id", group["d"], "",
+                                                      f"refused by the database: {reason}"))
+    errors.sort(key=lambda e: e.index)
+    return Outcome(total=len(records), failures=errors)
+
+
+def _id_of(record: Any) -> str | None:
+    if isinstance(record, dict) and record.get("$distinct_id") is not None:
+        return str(record["$distinct_id"])
+    return None

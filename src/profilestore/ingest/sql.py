@@ -1,0 +1,108 @@
+"""The hot path's SQL: one call of profilestore_apply_profiles per /engage request.
+
+Why this shape (the function's own comment, db/sql/0001_apply_profiles.sql, says more):
+* one statement, one round trip, one transaction per request, whatever its size: the request's updates go
+  to Postgres as one JSONB batch, grouped here by profile with their arrival order kept;
+* Postgres takes the row locks in key order (ORDER BY in the INSERT ... ON CONFLICT), so concurrent
+  requests touching the same profiles never deadlock, and ON CONFLICT DO UPDATE folds each update into the
+  latest committed row, so concurrent `$add`s add up exactly;
+* a group of one plain `$set` is marked for the function's fast path (a JSONB concatenation in SQL);
+  everything else is folded by PL/pgSQL (db/sql/0001_fold.sql), the same rules as tests/model.py.
+If the batch as a whole is refused by Postgres (a value it cannot store), `apply_one_by_one` applies it again
+group by group inside one transaction, with a savepoint each, so only the offending records fail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg import AsyncConnection
+
+from profilestore.ingest.records import Update
+from profilestore.settings import Settings
+
+APPLY = "SELECT profilestore_apply_profiles(%s::jsonb, %s, %s, %s::jsonb, %s, %s, %s, %s)"
+
+_FAST_KEYS = frozenset({"t", "it", "set"})
+
+
+@dataclass
+class Batch:
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    indexes: dict[str, list[int]] = field(default_factory=dict)  # group key -> record indexes
+    warnings: list[list[Any]] = field(default_factory=list)
+    has_slow: bool = False
+    has_delete: bool = False
+
+
+def build_batch(updates: list[Update], project_ids: dict[str, int]) -> Batch:
+    """Groups updates by (project, distinct_id), keeping arrival order, and marks fast and deleting groups."""
+    batch = Batch()
+    groups = batch.groups
+    for update in updates:
+        project_id = project_ids[update.project_token]
+        key = f"{project_id}:{update.distinct_id}"
+        group = groups.get(key)
+        if group is None:
+            groups[key] = {"p": project_id, "d": update.distinct_id, "u": [update.body]}
+            batch.indexes[key] = [update.index]
+        else:
+            group["u"].append(update.body)
+            batch.indexes[key].append(update.index)
+        for operation, prop, reason in update.warnings:
+            batch.warnings.append([project_id, update.distinct_id, operation, prop, reason])
+    for group in groups.values():
+        bodies = group["u"]
+        if len(bodies) == 1 and "set" in bodies[0] and _FAST_KEYS.issuperset(bodies[0]):
+            body = group.pop("u")[0]
+            group.update(body)
+            t = body["t"]
+            group["ft"] = dict.fromkeys(body["set"], t)
+        else:
+            batch.has_slow = True
+            if any("del" in body for body in bodies):
+                group["x"] = True
+                batch.has_delete = True
+    return batch
+
+
+def _params(batch: Batch, groups: dict[str, Any], now: float, settings: Settings) -> tuple[Any, ...]:
+    return (
+        orjson.dumps(groups).decode(),
+        batch.has_slow,
+        batch.has_delete,
+        orjson.dumps(batch.warnings).decode(),
+        now,
+        settings.tombstone_days * 86400.0,
+        settings.max_profile_properties,
+        settings.max_profile_bytes,
+    )
+
+
+async def apply_batch(conn: AsyncConnection[Any], batch: Batch, now: float, settings: Settings) -> None:
+    """The whole batch in one statement (autocommit: one implicit transaction)."""
+    await conn.execute(APPLY, _params(batch, batch.groups, now, settings))
+
+
+async def apply_one_by_one(
+    conn: AsyncConnection[Any], batch: Batch, now: float, settings: Settings
+) -> dict[str, str]:
+    """Slow path after the database refused the batch: one transaction, a savepoint per group, groups in
+    key order (the same global lock order).  Returns the refused group keys with Postgres's reason."""
+    refused: dict[str, str] = {}
+    async with conn.transaction():
+        for key in sorted(batch.groups, key=lambda k: (batch.groups[k]["p"], batch.groups[k]["d"])):
+            group = batch.groups[key]
+            single = Batch(groups={key: group}, has_slow="ft" not in group, has_delete="x" in group)
+            try:
+                async with conn.transaction():
+                    await conn.execute(APPLY, _params(single, single.groups, now, settings))
+            except psycopg.errors.DataError as exc:
+                refused[key] = exc.diag.message_primary or "value refused by the database"
+        if batch.warnings:
+            warnings_only = Batch(warnings=batch.warnings)
+            await conn.execute(APPLY, _params(warnings_only, {}, now, settings))
+    return refused

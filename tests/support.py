@@ -1,0 +1,66 @@
+"""Helpers shared by the tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import uvicorn
+
+from profilestore.app import create_app
+from profilestore.settings import Settings
+
+SPEC = Path(__file__).resolve().parents[2] / "shared" / "spec"
+
+
+def make_settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {"home": Path(tempfile.gettempdir()), "db_timeout_seconds": 3.0}
+    values.update(overrides)
+    return Settings(**values)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LiveServer:
+    """The app under uvicorn on a free port, in a thread of the test process."""
+
+    def __init__(self, database_url: str, settings: Settings, **uvicorn_options: Any) -> None:
+        self.port = free_port()
+        scheme = "https" if "ssl_certfile" in uvicorn_options else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        app = create_app(settings, database_url=database_url)
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", **uvicorn_options)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def profiles_of(db: psycopg.Connection[dict[str, Any]], project_id: int) -> dict[str, dict[str, Any]]:
+    """distinct_id -> {"properties", "last_seen" (epoch seconds or None)} of one project."""
+    rows = db.execute(
+        "SELECT distinct_id, properties, extract(epoch FROM last_seen)::float8 AS last_seen"
+        " FROM profiles WHERE project_id = %s",
+        (project_id,),
+    ).fetchall()
+    return {r["distinct_id"]: {"properties": r["properties"], "last_seen": r["last_seen"]} for r in rows}
