@@ -6,11 +6,9 @@ server and drops it at the end; without it, an embedded Postgres in a temporary 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import tempfile
 import uuid
-from urllib.parse import urlsplit, urlunsplit
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,15 +17,9 @@ import httpx
 import psycopg
 import pytest
 
-from profilestore import projects
 from profilestore.db import migrate
-from profilestore.db.engine import connect, libpq_dsn
-from support import LiveServer, make_settings
-
-
-def replace_dbname(url: str, dbname: str) -> str:
-    parts = urlsplit(libpq_dsn(url))
-    return urlunsplit(parts._replace(path="/" + dbname))
+from profilestore.db.engine import connect
+from support import LiveServer, make_settings, new_project, replace_dbname
 
 
 @pytest.fixture(scope="session")
@@ -69,16 +61,6 @@ def server(database_url: str) -> Iterator[LiveServer]:
 def client(server: LiveServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=30) as c:
         yield c
-
-
-def new_project(database_url: str) -> dict[str, Any]:
-    async def create() -> dict[str, Any]:
-        async with await psycopg.AsyncConnection.connect(
-            libpq_dsn(database_url), autocommit=True, row_factory=psycopg.rows.dict_row
-        ) as conn:
-            return await projects.create_project(conn, f"test-{uuid.uuid4().hex[:12]}")
-
-    return asyncio.run(create())
 
 
 @pytest.fixture

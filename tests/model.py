@@ -4,25 +4,28 @@ This is the test oracle: slow, in memory, written to be read next to the spec ra
 already-valid update records in Mixpanel wire form, one at a time in arrival order, and keeps per profile
 
 - the properties,
-- per property, the time and kind of the last `$set`, `$set_once` or `$unset` that took effect (`$unset` leaves a
-  tombstone time),
-- `last_seen`: the greatest `$time` of the updates without `$ignore_time` applied since the profile was (re)created,
+- per property, the time and kind of the last `$set`, `$set_once` or `$unset` that took effect (`$unset`
+  leaves a tombstone time),
+- `last_seen`: the greatest `$time` of the updates without `$ignore_time` applied since the profile was
+  (re)created,
 
 and per distinct_id the time of the newest `$delete` (the profile tombstone, which never expires here).
 
 Decisions where the spec leaves room, so that a disagreement with the service can be traced to one of them:
-- An update that reaches an existing profile counts for `last_seen` even when all its operations lose on time or
-  conflict: it is one of the profile's updates. Updates dropped by a profile tombstone, and `$remove`/`$unset`
-  updates that find no profile, do not count.
+- An update that reaches an existing profile counts for `last_seen` even when all its operations lose on
+  time or conflict: it is one of the profile's updates. Updates dropped by a profile tombstone, and
+  `$remove`/`$unset` updates that find no profile, do not count.
 - "Older than the newest deletion" is strict: an update with the same `$time` as the deletion is applied.
-- A `$delete` always deletes, even one older than a deletion already seen; the tombstone keeps the newest time.
-  A `$delete` of an absent profile still leaves a tombstone.
+- A `$delete` always deletes, even one older than a deletion already seen; the tombstone keeps the newest
+  time. A `$delete` of an absent profile still leaves a tombstone.
 - `$union` of `[]` on an absent property stores `[]` ("absent counts as []").
-- A client's `$set` (and `$set_once`) of `$last_seen` is ignored with a warning; the record still counts as a
-  `$set` (it creates the profile).
+- A client's `$set` (and `$set_once`) of `$last_seen` is ignored with a warning; the record still counts as
+  a `$set` (it creates the profile).
+- `$set_once` replaces a value that came from a `$set_once` with a later `$time`, even if `$add`, `$union`,
+  ... changed it since: those operations do not change the property's time or kind.
 
-Numbers: int + int stays int; any float involved gives a float computed through `decimal.Decimal(str(x))`, which is
-exact for the short decimals the tests use (0.1 + 0.2 == 0.3), as the service's `numeric` storage is.
+Numbers: int + int stays int; any float involved gives a float computed through `decimal.Decimal(str(x))`,
+which is exact for the short decimals the tests use (0.1 + 0.2 == 0.3), as the service's `numeric` storage is.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ MAINTAINED_PROPERTIES: frozenset[str] = frozenset({"$last_seen"})
 TimedKind = Literal["$set", "$set_once", "$unset"]
 
 
-# --- JSON values -------------------------------------------------------------------------------------------------
+# --- JSON values --------------------------------------------------------------------------------------------
 
 
 def is_number(value: object) -> bool:
@@ -116,11 +119,13 @@ def _normalize_value(value: object) -> object:
     raise TypeError(f"not a JSON value: {value!r}")
 
 
-def normalize(profile_props: Mapping[str, Any], *, drop: Iterable[str] = MAINTAINED_PROPERTIES) -> dict[str, Any]:
+def normalize(
+    profile_props: Mapping[str, Any], *, drop: Iterable[str] = MAINTAINED_PROPERTIES
+) -> dict[str, Any]:
     """Properties in a form where Python `==` is JSON equality, e.g. to compare the model with the service.
 
-    Numbers become `Num` (so 3 == 3.0 and 1.5 == Decimal("1.5"), but True != 1); keys in `drop` (by default the
-    service-maintained `$last_seen`, which the read API shows among the properties) are left out.
+    Numbers become `Num` (so 3 == 3.0 and 1.5 == Decimal("1.5"), but True != 1); keys in `drop` (by default
+    the service-maintained `$last_seen`, which the read API shows among the properties) are left out.
     """
     dropped = frozenset(drop)
     return {k: _normalize_value(v) for k, v in profile_props.items() if k not in dropped}
@@ -143,7 +148,7 @@ def _contains(items: list[Any], value: object) -> bool:
     return any(json_equal(item, value) for item in items)
 
 
-# --- The model ---------------------------------------------------------------------------------------------------
+# --- The model ----------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -246,19 +251,19 @@ class _Update:
             return
         if not isinstance(operand, Mapping):
             raise ValueError(f"{op} needs an object operand, got {operand!r}")
+        handler = {
+            "$set": self._set,
+            "$set_once": self._set_once,
+            "$add": self._add,
+            "$union": self._union,
+            "$append": self._append,
+            "$remove": self._remove,
+        }[op]
         for name, value in operand.items():
             if op in ("$set", "$set_once") and name in MAINTAINED_PROPERTIES:
                 self._warn(op, name, "maintained by the service; ignored")
                 continue
-            handlers = {
-                "$set": self._set,
-                "$set_once": self._set_once,
-                "$add": self._add,
-                "$union": self._union,
-                "$append": self._append,
-                "$remove": self._remove,
-            }
-            handlers[op](name, copy.deepcopy(value))
+            handler(name, copy.deepcopy(value))
 
     # Timed operations: the per-property time decides.
 

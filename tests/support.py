@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import uvicorn
 
+from profilestore import projects
 from profilestore.app import create_app
+from profilestore.db.engine import libpq_dsn
 from profilestore.settings import Settings
 
 SPEC = Path(__file__).resolve().parents[2] / "shared" / "spec"
@@ -64,3 +69,18 @@ def profiles_of(db: psycopg.Connection[dict[str, Any]], project_id: int) -> dict
         (project_id,),
     ).fetchall()
     return {r["distinct_id"]: {"properties": r["properties"], "last_seen": r["last_seen"]} for r in rows}
+
+
+def new_project(database_url: str) -> dict[str, Any]:
+    async def create() -> dict[str, Any]:
+        async with await psycopg.AsyncConnection.connect(
+            libpq_dsn(database_url), autocommit=True, row_factory=psycopg.rows.dict_row
+        ) as conn:
+            return await projects.create_project(conn, f"test-{uuid.uuid4().hex[:12]}")
+
+    return asyncio.run(create())
+
+
+def replace_dbname(url: str, dbname: str) -> str:
+    parts = urlsplit(libpq_dsn(url))
+    return urlunsplit(parts._replace(path="/" + dbname))

@@ -19,7 +19,6 @@ from starlette.routing import Route
 from starlette.types import Message
 
 from profilestore.errors import PayloadTooLarge, UnsupportedMediaType
-from profilestore.ingest import wire
 from profilestore.ingest.wire import WireRequest, read_wire_request
 
 pytestmark = pytest.mark.anyio
@@ -91,7 +90,7 @@ FORM = {"content-type": "application/x-www-form-urlencoded"}
 JSON_CT = {"content-type": "application/json"}
 
 
-# --- GET ?data= -------------------------------------------------------------------------------------------------
+# --- GET ?data= ---------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -132,7 +131,7 @@ async def test_get_ignores_body_and_content_type() -> None:
     assert got.records == [ONE]
 
 
-# --- form bodies ------------------------------------------------------------------------------------------------
+# --- form bodies --------------------------------------------------------------------------------------------
 
 
 async def test_form_raw_json_python_sdk() -> None:
@@ -143,7 +142,9 @@ async def test_form_raw_json_python_sdk() -> None:
 
 async def test_form_base64_browser_sdk() -> None:
     body = ("data=" + quote(b64(MANY), safe="")).encode()
-    got = await decode(headers={"content-type": "application/x-www-form-urlencoded; charset=UTF-8"}, body=body)
+    got = await decode(
+        headers={"content-type": "application/x-www-form-urlencoded; charset=UTF-8"}, body=body
+    )
     assert got.records == MANY
 
 
@@ -217,7 +218,7 @@ async def test_missing_content_type_is_sniffed(body: bytes, expected: list[Any])
     assert got.records == expected
 
 
-# --- JSON and NDJSON ----------------------------------------------------------------------------------------------
+# --- JSON and NDJSON ----------------------------------------------------------------------------------------
 
 
 async def test_json_array() -> None:
@@ -226,7 +227,9 @@ async def test_json_array() -> None:
 
 
 async def test_json_single_object() -> None:
-    got = await decode(headers={"content-type": "application/json; charset=utf-8"}, body=json.dumps(ONE).encode())
+    got = await decode(
+        headers={"content-type": "application/json; charset=utf-8"}, body=json.dumps(ONE).encode()
+    )
     assert got.records == [ONE]
 
 
@@ -268,7 +271,7 @@ async def test_pretty_json_sent_as_ndjson_is_still_read() -> None:
     assert got.records == MANY
 
 
-# --- gzip -------------------------------------------------------------------------------------------------------
+# --- gzip ---------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -312,7 +315,9 @@ async def test_invalid_gzip() -> None:
 
 async def test_truncated_gzip() -> None:
     compressed = gzip.compress(json.dumps(MANY).encode())
-    got = await decode(headers={**JSON_CT, "content-encoding": "gzip"}, body=compressed[: len(compressed) // 2])
+    got = await decode(
+        headers={**JSON_CT, "content-encoding": "gzip"}, body=compressed[: len(compressed) // 2]
+    )
     assert got.records is None
     assert got.error == "body is not valid gzip"
 
@@ -336,11 +341,11 @@ async def test_gzip_bomb_stops_at_the_limit(monkeypatch: pytest.MonkeyPatch) -> 
         def __getattr__(self, name: str) -> Any:
             return getattr(self.inner, name)
 
-    monkeypatch.setattr(wire.zlib, "decompressobj", Counting)
+    monkeypatch.setattr(zlib, "decompressobj", Counting)
     with pytest.raises(PayloadTooLarge) as info:
         await decode(headers={**JSON_CT, "content-encoding": "gzip"}, body=bomb)
     assert info.value.status_code == 413
-    assert sum(produced) <= LIMIT + 1
+    assert produced and sum(produced) <= LIMIT + 1
 
 
 async def test_gzip_exactly_at_the_limit_is_accepted() -> None:
@@ -349,7 +354,7 @@ async def test_gzip_exactly_at_the_limit_is_accepted() -> None:
     assert got.records == []
 
 
-# --- limits and content types -----------------------------------------------------------------------------------
+# --- limits and content types -------------------------------------------------------------------------------
 
 
 async def test_raw_body_over_the_limit_stops_reading() -> None:
@@ -372,7 +377,9 @@ async def test_body_exactly_at_the_limit_is_accepted() -> None:
     assert got.records == []
 
 
-@pytest.mark.parametrize("content_type", ["application/octet-stream", "multipart/form-data; boundary=x", "image/png"])
+@pytest.mark.parametrize(
+    "content_type", ["application/octet-stream", "multipart/form-data; boundary=x", "image/png"]
+)
 async def test_unknown_content_type(content_type: str) -> None:
     with pytest.raises(UnsupportedMediaType) as info:
         await decode(headers={"content-type": content_type}, body=b"[]")
@@ -384,7 +391,7 @@ async def test_unknown_content_encoding() -> None:
         await decode(headers={**JSON_CT, "content-encoding": "br"}, body=b"[]")
 
 
-# --- unreadable bodies ------------------------------------------------------------------------------------------
+# --- unreadable bodies --------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -400,7 +407,7 @@ async def test_unknown_content_encoding() -> None:
         (FORM, b"data=abcde", "data is not valid base64 or JSON"),
         (FORM, ("data=" + base64.b64encode(b"hello").decode()).encode(), "data is not valid base64 or JSON"),
         (FORM, ("data=" + base64.b64encode(b"[oops").decode()).encode(), "data is not valid JSON"),
-        (FORM, b"data=%FF%FE", "data is not valid base64 or JSON"),
+        (FORM, b"data=%FF%FE", "body is not valid UTF-8"),
         (FORM, b"data=\xff\xfe", "body is not valid UTF-8"),
         (FORM, b"data=%E2%82", "body is not valid UTF-8"),
     ],
@@ -422,7 +429,7 @@ async def test_utf8_bom_is_skipped() -> None:
     assert got.records == MANY
 
 
-# --- through a real ASGI app ------------------------------------------------------------------------------------
+# --- through a real ASGI app --------------------------------------------------------------------------------
 
 
 async def endpoint(request: Request) -> JSONResponse:
@@ -444,9 +451,9 @@ async def test_through_httpx() -> None:
             content=gzip.compress(("data=" + b64(MANY)).encode()),
             headers={"content-type": "application/x-www-form-urlencoded", "content-encoding": "gzip"},
         )
-        too_big = await client.post("/engage", content=b"[" + b" " * LIMIT + b"]", headers=JSON_CT)
+        with pytest.raises(PayloadTooLarge):  # the bare app has no handler for it
+            await client.post("/engage", content=b"[" + b" " * LIMIT + b"]", headers=JSON_CT)
     assert by_get.json() == {"params": {"ip": "0"}, "records": [ONE], "error": None}
     assert by_form.json() == {"params": {"verbose": "1"}, "records": MANY, "error": None}
     assert by_json.json() == {"params": {"verbose": "2"}, "records": MANY, "error": None}
     assert by_gzip.json()["records"] == MANY
-    assert too_big.status_code == 500  # the bare app has no handler: PayloadTooLarge propagated

@@ -1,9 +1,10 @@
 """Mixpanel-shaped answers of the ingestion endpoints, produced in one place (ingest.md section 2).
 
-This module owns how an ingestion outcome is rendered: `verbose=0` (`1`/`0`), `verbose=1` (`{"status", "error"}`),
-`verbose=2`/`strict=1` (`{"code", "status", "num_records_imported", "failed_records"}` with 200/400), and the
-transport wrappers `img=1` (a 1x1 transparent GIF) and `callback=NAME` (JSONP). Error statuses (401, 413, 415, 429,
-503) answer `{"code", "status", "error"}` with the error's headers (`Retry-After`, `WWW-Authenticate`).
+This module owns how an ingestion outcome is rendered: `verbose=0` (`1`/`0`), `verbose=1`
+(`{"status", "error"}`), `verbose=2`/`strict=1` (`{"code", "status", "num_records_imported",
+"failed_records"}` with 200/400), and the transport wrappers `img=1` (a 1x1 transparent GIF) and
+`callback=NAME` (JSONP). Error statuses (401, 413, 415, 429, 503) answer `{"code", "status", "error"}` with
+the error's headers (`Retry-After`, `WWW-Authenticate`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from profilestore.errors import ProfilestoreError
 
 __all__ = ["Outcome", "RecordError", "ingest_error_response", "ingest_response"]
 
-# A 1x1 transparent GIF (43 bytes), for `img=1` (tracking pixels).
+# A 1x1 transparent GIF, for `img=1` (tracking pixels).
 PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 
 # A JavaScript name path: identifiers joined by dots, optionally indexed by a number — the browser SDK's JSONP
@@ -91,13 +92,13 @@ def ingest_response(params: Mapping[str, str], outcome: Outcome, *, strict_defau
 
 
 def ingest_error_response(params: Mapping[str, str], exc: ProfilestoreError) -> Response:
-    """A request-level error (401/413/415/429/503) as `{"code", "status", "error"}` with the error's headers."""
+    """A request-level error (401/413/415/429/503): `{"code", "status", "error"}` and the error's headers."""
     status = exc.status_code
     body = {"code": status, "status": HTTPStatus(status).phrase, "error": exc.message}
     return _render(params, orjson.dumps(body), status, _JSON, exc.headers)
 
 
-# --- modes ------------------------------------------------------------------------------------------------------
+# --- modes --------------------------------------------------------------------------------------------------
 
 
 def _strict(params: Mapping[str, str], strict_default: bool) -> bool:
@@ -140,7 +141,7 @@ def _failed_record(failure: RecordError) -> dict[str, Any]:
     }
 
 
-# --- transport wrappers -----------------------------------------------------------------------------------------
+# --- transport wrappers -------------------------------------------------------------------------------------
 
 
 def _render(
@@ -150,7 +151,7 @@ def _render(
     media_type: str,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
-    """Apply `img=1` (the GIF, status kept) or a valid `callback=NAME` (JSONP, status 200), else send as is."""
+    """Apply `img=1` (the GIF, status kept) or a valid `callback=NAME` (JSONP, status 200), else as is."""
     if params.get("img", "").strip() == "1":
         return Response(PIXEL_GIF, status_code=status, media_type="image/gif", headers=_no_store(headers))
     callback = _callback(params)

@@ -1,17 +1,19 @@
 """Request decoding for the ingestion endpoints (`/engage`, `/groups`, `/track`, `/import`).
 
-This module owns the transport of ingest.md section 1: it turns a request in any of the forms the Mixpanel SDKs,
-docs and scripts use (GET `?data=`, form bodies with raw JSON or base64 — including the Node SDK's un-encoded base64
-—, sendBeacon `text/plain`, JSON, NDJSON, any of them gzipped) into merged parameters and a list of parsed records.
+This module owns the transport of ingest.md section 1: it turns a request in any of the forms the Mixpanel
+SDKs, docs and scripts use (GET `?data=`, form bodies with raw JSON or base64, including the Node SDK's
+un-encoded base64; sendBeacon `text/plain`; JSON; NDJSON; any of them gzipped) into merged parameters and a
+list of parsed records.
 
 It raises only `PayloadTooLarge` (raw or decompressed body over the limit; a gzip bomb stops at the limit) and
-`UnsupportedMediaType` (a POST content type or content coding no form uses). Everything else a client can get wrong
-ends as `records=None` with a plain-words `error`, for the endpoint to answer in Mixpanel's shape.
+`UnsupportedMediaType` (a POST content type or content coding no form uses). Everything else a client can get
+wrong ends as `records=None` with a plain-words `error`, for the endpoint to answer in Mixpanel's shape.
 """
 
 from __future__ import annotations
 
 import binascii
+import re
 import zlib
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -44,9 +46,11 @@ _CODINGS = frozenset({"gzip", "x-gzip", "deflate"})
 _INFLATE_WBITS = 32 + zlib.MAX_WBITS
 
 _WHITESPACE = b" \t\r\n"
+_NON_WHITESPACE = re.compile(rb"[^ \t\r\n]")
+_NON_SPACE = re.compile(r"\S")
 _BOM = b"\xef\xbb\xbf"
-# URL-safe alphabet to the standard one, and a space (a `+` that form decoding turned into a space) back to `+`;
-# line breaks (`base64` wraps its output at 76 columns) are dropped.
+# URL-safe alphabet to the standard one, and a space (a `+` that form decoding turned into a space) back to
+# `+`; line breaks (`base64` wraps its output at 76 columns) are dropped.
 _B64_REPAIR = bytes.maketrans(b"-_ ", b"+/+")
 _B64_DROP = b"\r\n\t"
 
@@ -92,7 +96,7 @@ async def read_wire_request(request: Request, *, max_body_bytes: int) -> WireReq
     if body.startswith(_BOM):
         body = body[len(_BOM) :]
 
-    if not body.strip(_WHITESPACE):
+    if _first_char(body) == b"":
         _merge_query(params, query)
         if query_data is not None:
             return WireRequest(params, *_decode_data(query_data))
@@ -106,7 +110,7 @@ async def read_wire_request(request: Request, *, max_body_bytes: int) -> WireReq
     return WireRequest(params, *_parse_body(body, ndjson_first=kind == "ndjson"))
 
 
-# --- headers ---------------------------------------------------------------------------------------------------
+# --- headers ------------------------------------------------------------------------------------------------
 
 
 def _body_kind(content_type: str) -> BodyKind:
@@ -137,7 +141,7 @@ def _check_declared_length(content_length: str | None, limit: int) -> None:
         raise PayloadTooLarge(f"body of {int(content_length)} bytes is over the limit of {limit} bytes")
 
 
-# --- body -------------------------------------------------------------------------------------------------------
+# --- body ---------------------------------------------------------------------------------------------------
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -210,17 +214,18 @@ def _merge_query(params: dict[str, str], query: QueryParams) -> None:
             params[name] = value
 
 
-# --- data -------------------------------------------------------------------------------------------------------
+# --- data ---------------------------------------------------------------------------------------------------
 
 
 Decoded = tuple[list[Any] | None, str | None]
 
 
 def _decode_data(value: str) -> Decoded:
-    """A `data` value: JSON if it starts with `{` or `[` after white space, else base64 (any alphabet) of JSON."""
-    if not value.strip():
+    """A `data` value: JSON if it starts with `{` or `[` after white space, else base64 (either alphabet)."""
+    first = _NON_SPACE.search(value)
+    if first is None:
         return None, "data is empty"
-    if value.lstrip()[:1] in ("{", "["):
+    if first.group() in ("{", "["):
         return _parse_json(value, "data")
     try:
         raw = value.encode("ascii")
@@ -272,7 +277,7 @@ def _parse_whole(body: bytes) -> Decoded:
 def _parse_ndjson(body: bytes) -> Decoded:
     records: list[Any] = []
     for number, line in enumerate(body.split(b"\n"), start=1):
-        if not line.strip(_WHITESPACE):
+        if _first_char(line) == b"":
             continue
         try:
             parsed = orjson.loads(line)
@@ -286,5 +291,11 @@ def _parse_ndjson(body: bytes) -> Decoded:
 
 
 def _looks_like_json(data: bytes) -> bool:
-    first = data.lstrip(_WHITESPACE)[:1]
+    first = _first_char(data)
     return first == b"{" or first == b"["
+
+
+def _first_char(data: bytes) -> bytes:
+    """The first byte that is not white space (b"" if none), found without copying the body."""
+    found = _NON_WHITESPACE.search(data)
+    return found.group() if found else b""
