@@ -34,7 +34,8 @@ def u(t: int, **ops: Any) -> dict[str, Any]:
 
 
 def props(profiles: dict[str, dict[str, Any]], distinct_id: str = "u1") -> dict[str, Any]:
-    return profiles[distinct_id]["properties"]
+    properties: dict[str, Any] = profiles[distinct_id]["properties"]
+    return properties
 
 
 def same_json(a: Any, b: Any) -> bool:

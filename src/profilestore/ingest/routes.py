@@ -30,7 +30,7 @@ async def engage(request: Request, settings: SettingsDep, pool: PoolDep, tokens:
             return ingest_response(params, Outcome(total=0, failures=[], body_error=wire.error))
         outcome = await ingest_profiles(
             wire.records,
-            body_bytes=int(request.headers.get("content-length") or 0) or len(request.url.query),
+            body_bytes=wire.size,
             now=now,
             pool=pool,
             tokens=tokens,

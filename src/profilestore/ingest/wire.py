@@ -15,7 +15,7 @@ from __future__ import annotations
 import binascii
 import re
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
@@ -65,6 +65,7 @@ class WireRequest:
     params: dict[str, str]  # form-body fields (other than data) + query string; the query string wins
     records: list[Any] | None  # parsed records (one object becomes a one-element list); None when unreadable
     error: str | None  # why the body was unreadable, in plain words; None otherwise
+    size: int = field(default=0, compare=False)  # bytes of the (decompressed) body or data parameter
 
 
 async def read_wire_request(request: Request, *, max_body_bytes: int) -> WireRequest:
@@ -77,7 +78,7 @@ async def read_wire_request(request: Request, *, max_body_bytes: int) -> WireReq
         _merge_query(params, query)
         if query_data is None:
             return WireRequest(params, None, "missing data parameter")
-        return WireRequest(params, *_decode_data(query_data))
+        return WireRequest(params, *_decode_data(query_data), size=len(query_data))
 
     kind = _body_kind(request.headers.get("content-type", ""))
     inflate = _needs_inflate(request.headers.get("content-encoding", ""))
@@ -105,9 +106,12 @@ async def read_wire_request(request: Request, *, max_body_bytes: int) -> WireReq
     if kind == "sniff":
         kind = "json" if _looks_like_json(body) else "form"
     if kind == "form":
-        return _read_form(body, params, query)
-    _merge_query(params, query)
-    return WireRequest(params, *_parse_body(body, ndjson_first=kind == "ndjson"))
+        wire = _read_form(body, params, query)
+    else:
+        _merge_query(params, query)
+        wire = WireRequest(params, *_parse_body(body, ndjson_first=kind == "ndjson"))
+    wire.size = len(body)
+    return wire
 
 
 # --- headers ------------------------------------------------------------------------------------------------
