@@ -1,4 +1,4 @@
-"""The command line, as a user runs it: projects commands on a server database, `serve` on the embedded one."""
+"""The command line as a user runs it: projects commands on a server database, `serve` on the embedded one."""
 
 from __future__ import annotations
 
@@ -48,7 +48,10 @@ def test_serve_on_embedded_postgres() -> None:
         env["PROFILESTORE_HOME"] = home
         port = free_port()
         proc = subprocess.Popen(
-            [*CLI, "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            [*CLI, "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
         )
         try:

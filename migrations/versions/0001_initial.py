@@ -74,12 +74,18 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("DROP FUNCTION profilestore_apply_profiles(jsonb, boolean, boolean, jsonb, "
-               "double precision, double precision, integer, integer)")
-    op.execute("DROP FUNCTION profilestore_fold(bigint, text, text, boolean, jsonb, jsonb, double precision, "
-               "double precision, double precision, double precision, jsonb, double precision, "
-               "double precision, integer, integer)")
-    op.execute("DROP FUNCTION profilestore_put(jsonb, text, jsonb, integer, integer, bigint, text, text, text)")
+    op.execute(
+        "DROP FUNCTION profilestore_apply_profiles(jsonb, boolean, boolean, jsonb, "
+        "double precision, double precision, integer, integer)"
+    )
+    op.execute(
+        "DROP FUNCTION profilestore_fold(bigint, text, text, boolean, jsonb, jsonb, double precision, "
+        "double precision, double precision, double precision, jsonb, double precision, "
+        "double precision, integer, integer)"
+    )
+    op.execute(
+        "DROP FUNCTION profilestore_put(jsonb, text, jsonb, integer, integer, bigint, text, text, text)"
+    )
     op.execute("DROP FUNCTION profilestore_warn(bigint, text, text, text, text, text)")
     op.execute("DROP FUNCTION profilestore_time(jsonb)")
     op.drop_table("ingestion_warnings")

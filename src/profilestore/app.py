@@ -104,7 +104,9 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             async with pool.connection(timeout=min(2.0, settings.db_timeout_seconds)) as conn:
                 await conn.execute("SELECT 1")
         except (PoolTimeout, psycopg.OperationalError) as exc:
-            raise DatabaseUnavailable("database unreachable", retry_after=settings.retry_after_seconds) from exc
+            raise DatabaseUnavailable(
+                "database unreachable", retry_after=settings.retry_after_seconds
+            ) from exc
         return {"status": "ready"}
 
     return app
@@ -123,9 +125,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        detail = [
-            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
-        ]
+        detail = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
         return JSONResponse(_error_body("ValidationError", detail), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)

@@ -66,8 +66,9 @@ def test_concurrent_adds_add_up(
     assert {r["distinct_id"]: r["n"] for r in rows} == dict(expected)
 
 
-def test_one_batch_names_a_profile_many_times(client: httpx.Client, project: dict[str, Any],
-                                              db: psycopg.Connection[dict[str, Any]]) -> None:
+def test_one_batch_names_a_profile_many_times(
+    client: httpx.Client, project: dict[str, Any], db: psycopg.Connection[dict[str, Any]]
+) -> None:
     """Within one request, updates to one distinct_id apply in array order, as if sent one by one."""
     token = project["token"]
     batch = [

@@ -1,4 +1,4 @@
-"""Every worked example of the spec (vectors/engage.json), sent over HTTP, gives exactly the expected profile."""
+"""Every worked example of the spec (vectors/engage.json), sent over HTTP, gives the expected profile."""
 
 from __future__ import annotations
 

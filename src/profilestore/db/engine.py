@@ -41,7 +41,7 @@ async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
 
 
 def make_pool(dsn: str, *, min_size: int, max_size: int, timeout: float) -> AsyncConnectionPool:
-    """An unopened pool; the app lifespan opens it (without waiting, so a down database is a 503, not a crash)."""
+    """An unopened pool; the lifespan opens it without waiting (a down database is a 503, not a crash)."""
     return AsyncConnectionPool(
         libpq_dsn(dsn),
         min_size=min_size,

@@ -81,9 +81,10 @@ def _field_error(error: Any) -> tuple[str, str]:
     loc = [p for p in loc if not p.startswith(("constrained-str", "list[", "function-"))]
     kind = error["type"]
     if kind.endswith("_type") and len(loc) >= 1 and loc[0] in ("$distinct_id", "$time"):
-        message = {"$distinct_id": "must be a string or a number", "$time": "must be a number or an ISO 8601 date"}[
-            loc[0]
-        ]
+        message = {
+            "$distinct_id": "must be a string or a number",
+            "$time": "must be a number or an ISO 8601 date",
+        }[loc[0]]
     elif kind == "string_too_long" and len(loc) >= 2:
         message = "property names must be at most 255 characters"
     elif kind == "string_too_short" and len(loc) >= 2:
@@ -203,8 +204,13 @@ def validate_updates(
         if check_size and len(orjson.dumps(record)) > settings.max_record_bytes:
             raw_id = record.get("$distinct_id")
             errors.append(
-                RecordError(index, "$distinct_id", None if raw_id is None else str(raw_id), "",
-                            f"the record is over {settings.max_record_bytes} bytes")
+                RecordError(
+                    index,
+                    "$distinct_id",
+                    None if raw_id is None else str(raw_id),
+                    "",
+                    f"the record is over {settings.max_record_bytes} bytes",
+                )
             )
             continue
         try:
@@ -212,7 +218,9 @@ def validate_updates(
         except ValidationError as exc:
             path, message = _field_error(exc.errors()[0])
             raw_id = record.get("$distinct_id")
-            errors.append(RecordError(index, "$distinct_id", None if raw_id is None else str(raw_id), path, message))
+            errors.append(
+                RecordError(index, "$distinct_id", None if raw_id is None else str(raw_id), path, message)
+            )
             continue
         result = _normalise(index, rec, now, settings)
         if isinstance(result, RecordError):

@@ -59,8 +59,11 @@ async def ingest_profiles(
         known = []
         for update in updates:
             if project_ids.get(update.project_token) is None:
-                errors.append(RecordError(update.index, "$distinct_id", update.distinct_id, "$token",
-                                          "unknown project token"))
+                errors.append(
+                    RecordError(
+                        update.index, "$distinct_id", update.distinct_id, "$token", "unknown project token"
+                    )
+                )
             else:
                 known.append(update)
         if known:
@@ -73,8 +76,15 @@ async def ingest_profiles(
                     for key, reason in refused.items():
                         group = batch.groups[key]
                         for index in batch.indexes[key]:
-                            errors.append(RecordError(index, "$distinct_id", group["d"], "",
-                                                      f"refused by the database: {reason}"))
+                            errors.append(
+                                RecordError(
+                                    index,
+                                    "$distinct_id",
+                                    group["d"],
+                                    "",
+                                    f"refused by the database: {reason}",
+                                )
+                            )
     errors.sort(key=lambda e: e.index)
     return Outcome(total=len(records), failures=errors)
 
