@@ -82,6 +82,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     )
     app.state.settings = settings
     app.state.tokens = TokenCache()
+    app.state.locator = None  # geolocation from $ip comes in a later issue (ingest/geo.py)
     # The browser SDK sends credentials: echo the Origin (a regex match does) and allow credentials.
     app.add_middleware(
         CORSMiddleware,

@@ -39,6 +39,7 @@ EngageRecord = TypedDict(
         "$distinct_id": StrictStr | StrictInt | StrictFloat,
         "$time": StrictInt | StrictFloat | StrictStr,
         "$ignore_time": StrictBool | StrictInt,
+        "$ip": Any,
         "$set": dict[Name, Any],
         "$set_once": dict[Name, Any],
         "$add": dict[Name, Number],
@@ -72,13 +73,14 @@ class Update:
     project_token: str
     distinct_id: str
     body: dict[str, Any]  # {"t": T, "it"?: true, "set": {...}, ..., "del"?: true}
+    ip: str | None = None  # the record's $ip, for geolocation (geo.py); never stored
     warnings: list[tuple[str, str, str]] = field(default_factory=list)  # (operation, property, reason)
 
 
 def _field_error(error: Any) -> tuple[str, str]:
     """A pydantic error -> (field path, message).  Union branches add type names to loc: drop them."""
     loc = [str(part) for part in error["loc"] if part not in ("str", "int", "float", "bool", "list[...]")]
-    loc = [p for p in loc if not p.startswith(("constrained-str", "list[", "function-"))]
+    loc = [p for p in loc if p != "[key]" and not p.startswith(("constrained-str", "list[", "function-"))]
     kind = error["type"]
     if kind.endswith("_type") and len(loc) >= 1 and loc[0] in ("$distinct_id", "$time"):
         message = {
@@ -113,6 +115,9 @@ def parse_time(value: int | float | str | None, now: float, future_clamp: float)
     return now if t > now + future_clamp else t
 
 
+_CONTAINERS = (dict, list)
+
+
 def _depth(value: Any) -> int:
     """How deep lists and objects nest: a scalar is 0, [1] is 1, [[1]] is 2."""
     if isinstance(value, dict):
@@ -122,14 +127,12 @@ def _depth(value: Any) -> int:
     return 0
 
 
-def _check_value(value: Any, settings: Settings) -> str | None:
-    if isinstance(value, (dict, list)):
-        if _depth(value) > settings.max_value_depth:
-            return f"values nest at most {settings.max_value_depth} levels"
-        if len(orjson.dumps(value)) > settings.max_value_bytes:
-            return f"a list or object value is at most {settings.max_value_bytes} bytes"
-    elif isinstance(value, float) and not math.isfinite(value):
-        return "must be a finite number"
+def _check_container(value: dict[str, Any] | list[Any], settings: Settings) -> str | None:
+    """The limits on one list or object value (scalars have none: orjson never yields NaN or infinity)."""
+    if _depth(value) > settings.max_value_depth:
+        return f"values nest at most {settings.max_value_depth} levels"
+    if len(orjson.dumps(value)) > settings.max_value_bytes:
+        return f"a list or object value is at most {settings.max_value_bytes} bytes"
     return None
 
 
@@ -158,7 +161,8 @@ def _normalise(index: int, rec: EngageRecord, now: float, settings: Settings) ->
     body: dict[str, Any] = {"t": t}
     if rec.get("$ignore_time"):
         body["it"] = True
-    update = Update(index, rec["$token"], distinct, body)
+    raw_ip = rec.get("$ip")
+    update = Update(index, rec["$token"], distinct, body, ip=None if raw_ip is None else str(raw_ip))
     ops = [op for op in OPERATIONS if op in rec]
     if "$delete" in rec:
         if ops:
@@ -178,9 +182,10 @@ def _normalise(index: int, rec: EngageRecord, now: float, settings: Settings) ->
         if op == "$union":
             operand = {k: v if isinstance(v, list) else [v] for k, v in operand.items()}
         for name, value in operand.items():
-            problem = _check_value(value, settings)
-            if problem:
-                return fail(f"{op}.{name}", problem)
+            if type(value) in _CONTAINERS:
+                problem = _check_container(value, settings)
+                if problem:
+                    return fail(f"{op}.{name}", problem)
         if operand:
             body[OPERATIONS[op]] = operand
     if not any(k in body for k in OPERATIONS.values()):

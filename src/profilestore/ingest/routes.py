@@ -35,6 +35,9 @@ async def engage(request: Request, settings: SettingsDep, pool: PoolDep, tokens:
             pool=pool,
             tokens=tokens,
             settings=settings,
+            client_ip=request.client.host if request.client else None,
+            use_client_ip=params.get("ip", "1") != "0",
+            locator=request.app.state.locator,
         )
     except ProfilestoreError as exc:
         return ingest_error_response(params, exc)

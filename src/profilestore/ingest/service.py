@@ -16,6 +16,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from profilestore.errors import DatabaseUnavailable
+from profilestore.ingest.geo import Locator, add_locations
 from profilestore.ingest.records import validate_updates
 from profilestore.ingest.responses import Outcome, RecordError
 from profilestore.ingest.sql import apply_batch, apply_one_by_one, build_batch
@@ -44,6 +45,9 @@ async def ingest_profiles(
     pool: AsyncConnectionPool,
     tokens: TokenCache,
     settings: Settings,
+    client_ip: str | None = None,
+    use_client_ip: bool = True,
+    locator: Locator | None = None,
 ) -> Outcome:
     limit = settings.max_records
     over = [
@@ -52,6 +56,7 @@ async def ingest_profiles(
     ]
     updates, errors = validate_updates(records[:limit], now=now, settings=settings, body_bytes=body_bytes)
     errors.extend(over)
+    add_locations(updates, client_ip=client_ip, use_client_ip=use_client_ip, locator=locator)
 
     connect: Callable[[], Any] = lambda: database(pool, settings)  # noqa: E731
     if updates:
