@@ -42,7 +42,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,7 +59,8 @@ from profilestore.db.engine import libpq_dsn
 
 BENCH_DB = "profilestore_bench"
 USERS = 100_000
-N_BATCHES = 500  # distinct pre-serialised request bodies; the clients cycle through them
+# Distinct pre-serialised request bodies, cycled through by the clients: 2 x 100k updates at --batch 200.
+N_BATCHES = 1000
 # $time placeholder (13 digits, like a millisecond timestamp): replaced in the bytes at send time.
 TIME_MARK = b"9999999999999"
 PLANS = ["free", "starter", "pro", "team", "enterprise"]
@@ -77,7 +78,7 @@ RAW_SQL = (
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-# --- data ---------------------------------------------------------------------------------------------------
+# --- data -------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -86,15 +87,40 @@ class Batches:
     raw: list[str]  # the same updates as [{"d": distinct_id, "s": {...}}] for jsonb_to_recordset
 
 
+def user_batches(rng: random.Random, batch: int, count: int) -> Iterator[list[int]]:
+    """`count` batches of distinct user ids: consecutive random permutations of all USERS cut into
+    batches, so each cycle through the bodies touches every user about equally often (an id that would
+    repeat within a batch where two permutations meet waits for the next batch)."""
+    stream: list[int] = []
+    carry: list[int] = []
+    for _ in range(count):
+        ids: list[int] = []
+        seen: set[int] = set()
+        pending, carry = carry, []
+        while len(ids) < batch:
+            if not pending:
+                if not stream:
+                    stream = rng.sample(range(USERS), USERS)
+                pending, stream = stream[:batch], stream[batch:]
+            uid = pending.pop(0)
+            if uid in seen:
+                carry.append(uid)
+            else:
+                seen.add(uid)
+                ids.append(uid)
+        carry.extend(pending)
+        yield ids
+
+
 def make_batches(token: str, batch: int, seed: int = 1) -> Batches:
     rng = random.Random(seed)
     http: list[bytes] = []
     raw: list[str] = []
     mark = int(TIME_MARK)
-    for _ in range(N_BATCHES):
+    for ids in user_batches(rng, batch, N_BATCHES):
         records = []
         rows = []
-        for uid in rng.sample(range(USERS), batch):  # no repeats within a batch
+        for uid in ids:
             distinct_id = f"user-{uid:06d}"
             props = {
                 "plan": rng.choice(PLANS),
@@ -118,7 +144,7 @@ def stamp(body: bytes) -> bytes:
     return body.replace(TIME_MARK, b"%d" % (time.time() * 1000))
 
 
-# --- statistics ---------------------------------------------------------------------------------------------
+# --- statistics -------------------------------------------------------------------------------------------
 
 
 def pct(sorted_values: list[float], q: float) -> float:
@@ -168,113 +194,155 @@ class PhaseResult:
         )
 
 
-# --- CPU accounting from /proc ---------------------------------------------------------------------------------
+# --- CPU accounting from /proc ----------------------------------------------------------------------------
 
 
-def proc_seconds(pid: int) -> float | None:
-    """utime + stime of a process (all its threads), in seconds."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+@dataclass
+class Proc:
+    name: str  # comm
+    ppid: int
+    user: float  # utime of all its threads, seconds
+    system: float  # stime
+
+    @property
+    def seconds(self) -> float:
+        return self.user + self.system
 
 
-def process_tree(root: int) -> list[int]:
-    """root and its descendants (uvicorn worker processes when --workers > 1)."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-            parents.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(parents.get(pid, []))
-    return found
-
-
-def postgres_processes() -> dict[int, str]:
-    out = subprocess.run(["ps", "-C", "postgres", "-o", "pid=,args="], capture_output=True, text=True).stdout
+def scan_processes() -> dict[int, Proc]:
     procs = {}
-    for line in out.splitlines():
-        pid, _, args = line.strip().partition(" ")
-        procs[int(pid)] = args
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        procs[int(entry.name)] = Proc(
+            name, int(fields[1]), int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+        )
     return procs
 
 
-def machine_ticks() -> tuple[int, int]:
-    """(busy, total) jiffies of all CPUs since boot."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + values[4]  # idle + iowait
-    total = sum(values[:8])  # user nice system idle iowait irq softirq steal (guest is inside user)
-    return total - idle, total
+def process_tree(procs: dict[int, Proc], root: int) -> set[int]:
+    """root and its descendants (uvicorn worker processes when --workers > 1)."""
+    children: dict[int, list[int]] = {}
+    for pid, proc in procs.items():
+        children.setdefault(proc.ppid, []).append(pid)
+    found, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        found.add(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def cmdline(pid: int) -> str:
+    """Postgres rewrites its argv: 'postgres: 15/main: user db 127.0.0.1(port) idle' for a backend."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+MACHINE_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def machine_ticks() -> dict[str, int]:
+    """Jiffies of all CPUs since boot, by kind (guest time is inside user)."""
+    values = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    return dict(zip(MACHINE_FIELDS, map(int, values), strict=False))
 
 
 @dataclass
 class CpuSnapshot:
     wall: float
-    server: dict[int, float]
-    postgres: dict[int, float]
-    postgres_args: dict[int, str]
-    bench: float
-    machine: tuple[int, int]
+    procs: dict[int, Proc]
+    server: set[int]
+    backends: set[int]  # postgres processes serving the bench database (not autovacuum)
+    postmaster: int | None  # their parent: its other children are the server's own processes
+    machine: dict[str, int]
 
 
 def cpu_snapshot(server_pid: int | None) -> CpuSnapshot:
-    server = {}
-    if server_pid is not None:
-        for pid in process_tree(server_pid):
-            seconds = proc_seconds(pid)
-            if seconds is not None:
-                server[pid] = seconds
-    pg_args = postgres_processes()
-    postgres = {pid: s for pid in pg_args if (s := proc_seconds(pid)) is not None}
-    bench = proc_seconds(os.getpid()) or 0.0
-    return CpuSnapshot(time.perf_counter(), server, postgres, pg_args, bench, machine_ticks())
+    procs = scan_processes()
+    server = process_tree(procs, server_pid) if server_pid in procs else set()
+    backends = set()
+    for pid, proc in procs.items():
+        if proc.name == "postgres":  # what `ps -C postgres` lists
+            args = cmdline(pid)
+            if f" {BENCH_DB} " in args and "autovacuum" not in args:
+                backends.add(pid)
+    parents = Counter(procs[pid].ppid for pid in backends)
+    postmaster = parents.most_common(1)[0][0] if parents else None
+    return CpuSnapshot(time.perf_counter(), procs, server, backends, postmaster, machine_ticks())
 
 
-def cpu_split(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, float]:
-    """Cores used on average over the interval (1.0 = one core busy all the time), per party."""
+def cpu_split(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, Any]:
+    """Cores used on average over the interval (1.0 = one core busy all the time), per party.
+    A process that started during the interval counts whole; one that ended during it is lost."""
     wall = after.wall - before.wall
 
-    def delta(a: dict[int, float], b: dict[int, float], pids: list[int]) -> float:
-        # A process that started during the interval counts whole; one that ended is lost (rare).
-        return sum(b[pid] - a.get(pid, 0.0) for pid in pids if pid in b)
+    def used(pid: int, kind: str = "seconds") -> float:
+        old = before.procs.get(pid)  # (kernel workers rename themselves: match by pid only)
+        base = getattr(old, kind) if old is not None else 0.0
+        return float(getattr(after.procs[pid], kind) - base) / wall
 
-    backends = [p for p, args in after.postgres_args.items() if f" {BENCH_DB} " in args]
-    others = [p for p in after.postgres if p not in backends]
-    busy = (after.machine[0] - before.machine[0]) / CLK_TCK
-    total = (after.machine[1] - before.machine[1]) / CLK_TCK
-    split = {
-        "server": delta(before.server, after.server, list(after.server)) / wall,
-        "postgres_backends": delta(before.postgres, after.postgres, backends) / wall,
-        "postgres_other": delta(before.postgres, after.postgres, others) / wall,
-        "bench_client": (after.bench - before.bench) / wall,
-        "machine_busy": busy / wall,
-        "machine_cores": total / wall,
-    }
-    split["postgres"] = split["postgres_backends"] + split["postgres_other"]
-    split["unaccounted"] = split["machine_busy"] - split["server"] - split["postgres"] - split["bench_client"]
-    return {k: round(v, 3) for k, v in split.items()}
+    me = os.getpid()
+    parties: dict[str, float] = {"server": 0.0, "postgres_backends": 0.0, "postgres_other": 0.0}
+    parties["bench_client"] = used(me)
+    server_system = 0.0
+    postmaster = after.postmaster or before.postmaster
+    others: dict[str, float] = {}
+    for pid, proc in after.procs.items():
+        if pid == me:
+            continue
+        if pid in after.server or pid in before.server:
+            parties["server"] += used(pid)
+            server_system += used(pid, "system")
+        elif pid in after.backends:
+            parties["postgres_backends"] += used(pid)
+        elif proc.name == "postgres" and postmaster in (pid, proc.ppid):
+            parties["postgres_other"] += used(pid)  # walwriter, checkpointer, autovacuum, ...
+        elif (seconds := used(pid)) > 0:
+            name = proc.name.split("/", 1)[0] if proc.name.startswith("kworker") else proc.name
+            name = "postgres (another cluster)" if name == "postgres" else name
+            others[name] = others.get(name, 0.0) + seconds
+    ticks = {k: (after.machine[k] - before.machine[k]) / CLK_TCK / wall for k in MACHINE_FIELDS}
+    busy = sum(ticks.values()) - ticks["idle"] - ticks["iowait"]
+    split: dict[str, Any] = {k: round(v, 3) for k, v in parties.items()}
+    split["server_system"] = round(server_system, 3)
+    split["postgres"] = round(parties["postgres_backends"] + parties["postgres_other"], 3)
+    split["other_processes"] = round(sum(others.values()), 3)
+    top = sorted(others.items(), key=lambda kv: -kv[1])[:3]
+    split["top_other_processes"] = {k: round(v, 3) for k, v in top}
+    split["machine_busy"] = round(busy, 3)
+    split["machine_cores"] = round(sum(ticks.values()), 3)
+    split["machine"] = {k: round(v, 3) for k, v in ticks.items() if k not in ("nice", "steal")}
+    # Kernel work charged to no process (softirqs of the loopback network, kernel threads' time is above).
+    split["unattributed"] = round(busy - sum(parties.values()) - split["other_processes"], 3)
+    return split
 
 
-def cpu_line(split: dict[str, float]) -> str:
+def cpu_line(split: dict[str, Any]) -> str:
+    m = split["machine"]
+    top = ", ".join(f"{k} {v:.2f}" for k, v in split["top_other_processes"].items()) or "-"
     return (
-        f"  cpu (cores): server {split['server']:.2f} | postgres {split['postgres']:.2f}"
+        f"  cpu (cores): server {split['server']:.2f} (kernel {split['server_system']:.2f})"
+        f" | postgres {split['postgres']:.2f}"
         f" (backends {split['postgres_backends']:.2f}, other {split['postgres_other']:.2f})"
-        f" | bench client {split['bench_client']:.2f} | other {split['unaccounted']:.2f}"
-        f" | machine busy {split['machine_busy']:.2f} of {split['machine_cores']:.1f}"
+        f" | bench client {split['bench_client']:.2f}"
+        f" | other processes {split['other_processes']:.2f} ({top})"
+        f" | unattributed {split['unattributed']:.2f}\n"
+        f"  machine: busy {split['machine_busy']:.2f} of {split['machine_cores']:.1f} cores"
+        f" (user {m['user']:.2f}, system {m['system']:.2f}, softirq {m['softirq']:.2f},"
+        f" iowait {m['iowait']:.2f}, idle {m['idle']:.2f})"
     )
 
 
-# --- database -------------------------------------------------------------------------------------------------
+# --- database ---------------------------------------------------------------------------------------------
 
 
 def bench_url(base: str) -> str:
@@ -296,7 +364,9 @@ def drop_database(base: str) -> None:
 def create_projects(url: str) -> tuple[dict[str, Any], dict[str, Any]]:
     async def run() -> tuple[dict[str, Any], dict[str, Any]]:
         async with await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row) as conn:
-            return await projects.create_project(conn, "bench"), await projects.create_project(conn, "bench-raw")
+            return await projects.create_project(conn, "bench"), await projects.create_project(
+                conn, "bench-raw"
+            )
 
     return asyncio.run(run())
 
@@ -318,7 +388,7 @@ def table_state(url: str) -> dict[str, int]:
         return {"rows": row[0], "rows_with_plan": row[1], "table_bytes": row[2]}
 
 
-# --- the service ----------------------------------------------------------------------------------------------
+# --- the service ------------------------------------------------------------------------------------------
 
 
 def free_port() -> int:
@@ -334,16 +404,18 @@ class Server:
     def __init__(self, url: str, port: int, workers: int) -> None:
         exe = Path(sys.executable).parent / "profilestore"
         command = [str(exe)] if exe.exists() else [sys.executable, "-m", "profilestore.cli"]
-        self.log = tempfile.NamedTemporaryFile("w+", prefix="profilestore-bench-", suffix=".log", delete=False)
+        fd, name = tempfile.mkstemp(prefix="profilestore-bench-", suffix=".log")
+        self.log = Path(name)
         env = dict(os.environ, DATABASE_URL=url, PROFILESTORE_WORKERS=str(workers))
         self.base = f"http://127.0.0.1:{port}"
-        self.proc = subprocess.Popen(
-            [*command, "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with os.fdopen(fd, "w") as log:
+            self.proc = subprocess.Popen(
+                [*command, "serve", "--host", "127.0.0.1", "--port", str(port)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     @property
     def pid(self) -> int:
@@ -354,16 +426,17 @@ class Server:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the server exited ({self.proc.returncode}):\n{self.output()}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(self.base + "/healthz", timeout=1) as resp:
-                    if resp.status == 200:
-                        return
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(self.base + "/healthz", timeout=1) as resp,
+            ):
+                if resp.status == 200:
+                    return
             time.sleep(0.1)
         raise RuntimeError(f"the server did not answer /healthz in {timeout} s:\n{self.output()}")
 
     def output(self) -> str:
-        self.log.flush()
-        return Path(self.log.name).read_text()[-4000:]
+        return self.log.read_text()[-4000:]
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -375,11 +448,10 @@ class Server:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
-        self.log.close()
-        Path(self.log.name).unlink(missing_ok=True)
+        self.log.unlink(missing_ok=True)
 
 
-# --- HTTP phases ----------------------------------------------------------------------------------------------
+# --- HTTP phases ------------------------------------------------------------------------------------------
 
 
 async def post(session: aiohttp.ClientSession, url: str, body: bytes, errors: Counter[str]) -> bool:
@@ -494,7 +566,7 @@ async def http_phases(
     return sat, fixed, profile_summary
 
 
-# --- raw Postgres ---------------------------------------------------------------------------------------------
+# --- raw Postgres -----------------------------------------------------------------------------------------
 
 
 def raw_run(
@@ -546,7 +618,7 @@ def raw_phase(args: argparse.Namespace, url: str, project_id: int, bodies: list[
     return result
 
 
-# --- py-spy -----------------------------------------------------------------------------------------------------
+# --- py-spy -----------------------------------------------------------------------------------------------
 
 
 def py_spy() -> str:
@@ -557,13 +629,16 @@ def py_spy() -> str:
     return exe
 
 
-def start_profile(pid: int, seconds: float, workers: int, out: Path, rate: int) -> Callable[[], dict[str, Any]]:
+def start_profile(
+    pid: int, seconds: float, workers: int, out: Path, rate: int
+) -> Callable[[], dict[str, Any]]:
     """py-spy record (collapsed stacks) on the server for `seconds`; returns a function that waits for it
     and summarises where the samples fell."""
-    command = [
-        py_spy(), "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),
-        "--rate", str(rate), "--format", "raw", "--nolineno", "--nonblocking", "--output", str(out),
-    ]  # fmt: skip
+    # --gil: only samples where a thread holds the GIL, i.e. Python (and C extensions) at work; without it,
+    # the anyio threadpool's idle workers (FastAPI runs sync dependencies there) show up as busy.
+    command = [py_spy(), "record", "--pid", str(pid), "--duration", str(max(1, round(seconds)))]
+    command += ["--rate", str(rate), "--format", "raw", "--nolineno", "--nonblocking", "--gil", "--threads"]
+    command += ["--output", str(out)]
     if workers > 1:
         command.append("--subprocesses")
     spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -582,20 +657,31 @@ def start_profile(pid: int, seconds: float, workers: int, out: Path, rate: int) 
     return finish
 
 
-# Functions of the request path whose inclusive share is worth a line each (name, file suffix).
-KEY_FRAMES = [
-    ("engage", "ingest/routes.py"),
-    ("read_wire_request", "ingest/wire.py"),
+# Where a sample's time goes: walking its stack from the leaf up, the first of these frames decides
+# (function name, file suffix) -> category.  Mutually exclusive, so the shares add up to 100 %.
+CATEGORIES: list[tuple[str, str, str]] = [
+    ("read_wire_request", "ingest/wire.py", "decode body (wire.read_wire_request: orjson.loads)"),
+    ("validate_updates", "ingest/records.py", "validate records (records.validate_updates)"),
+    ("resolve", "profilestore/projects.py", "token lookup (TokenCache.resolve)"),
+    ("build_batch", "ingest/sql.py", "group updates (sql.build_batch)"),
+    ("_params", "ingest/sql.py", "serialise batch (sql._params: orjson.dumps)"),
+    ("apply_batch", "ingest/sql.py", "send the statement (sql.apply_batch: psycopg)"),
+    ("ingest_response", "ingest/responses.py", "render response"),
+    ("engage", "ingest/routes.py", "engage(), rest"),
+    ("WorkerThread.run", "anyio/_backends/_asyncio.py", "threadpool hops (FastAPI's sync dependencies)"),
+    ("run_sync", "anyio/to_thread.py", "threadpool hops (FastAPI's sync dependencies)"),
+    ("run_asgi", "uvicorn/protocols/http/httptools_impl.py", "framework (uvicorn/starlette/fastapi, rest)"),
+    ("connection", "psycopg_pool/pool_async.py", "connection pool (psycopg_pool)"),
+]
+OTHER = "event loop: uvloop/httptools native, socket I/O, psycopg waits, other"
+# Functions of the request path whose inclusive share is worth a line each.
+KEY_FRAMES = [(n, f) for n, f, _ in CATEGORIES[:8]] + [
     ("_parse_json", "ingest/wire.py"),
-    ("ingest_profiles", "ingest/service.py"),
-    ("validate_updates", "ingest/records.py"),
     ("_normalise", "ingest/records.py"),
     ("_check_value", "ingest/records.py"),
-    ("resolve", "profilestore/projects.py"),
-    ("build_batch", "ingest/sql.py"),
-    ("_params", "ingest/sql.py"),
-    ("apply_batch", "ingest/sql.py"),
-    ("ingest_response", "ingest/responses.py"),
+    ("validate_python", "pydantic/type_adapter.py"),
+    ("ingest_profiles", "ingest/service.py"),
+    ("solve_dependencies", "fastapi/dependencies/utils.py"),
 ]
 
 
@@ -611,64 +697,88 @@ def _package(path: str) -> str:
     return head or path
 
 
+def _matches(frame: str, name: str, suffix: str) -> bool:
+    fn, path = _frame_parts(frame)
+    return fn == name and path.endswith(suffix)
+
+
 def summarise_profile(out: Path, expected: float) -> dict[str, Any]:
+    """`expected`: samples one thread holding the GIL all the time would give."""
     samples = 0
+    threads: Counter[str] = Counter()
+    category: Counter[str] = Counter()
     self_fn: Counter[str] = Counter()
     self_pkg: Counter[str] = Counter()
-    incl_fn: Counter[str] = Counter()
     key: Counter[str] = Counter()
     for line in out.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = [f for f in stack.split(";") if " (" in f]  # drop "process ..." / "thread ..." frames
+        parts = stack.split(";")
+        thread = "?"
+        frames = []
+        for part in parts:
+            if part.startswith("thread ("):
+                # "thread (tid): name"; anyio's pool threads get one name each: group them.
+                thread = part.split(": ", 1)[-1]
+                thread = "anyio worker threads" if "AnyIO worker" in thread else thread
+            elif not part.startswith("process "):
+                frames.append(part)
         if not frames:
             continue
         samples += count
+        threads[thread] += count
         leaf = frames[-1]
         self_fn[leaf] += count
         self_pkg[_package(_frame_parts(leaf)[1])] += count
+        for frame in reversed(frames):
+            found = next((c for n, f, c in CATEGORIES if _matches(frame, n, f)), None)
+            if found:
+                category[found] += count
+                break
+        else:
+            category[OTHER] += count
         seen = set(frames)
-        for frame in seen:
-            incl_fn[frame] += count
         for name, suffix in KEY_FRAMES:
-            label = f"{suffix.rsplit('/', 1)[-1].removesuffix('.py')}.{name}"
-            if any(_frame_parts(f)[0] == name and _frame_parts(f)[1].endswith(suffix) for f in seen):
-                key[label] += count
+            if any(_matches(f, name, suffix) for f in seen):
+                key[f"{name} ({suffix})"] += count
 
     def share(n: int) -> float:
         return round(100 * n / samples, 1) if samples else 0.0
 
-    summary = {
+    summary: dict[str, Any] = {
         "file": str(out),
         "samples": samples,
-        "busy_fraction": round(samples / expected, 3) if expected else None,
+        "gil_held_fraction": round(samples / expected, 3) if expected else None,
+        "threads_pct": {k: share(v) for k, v in threads.most_common(5)},
+        "breakdown_pct": {k: share(v) for k, v in category.most_common()},
         "key_functions_inclusive_pct": {k: share(v) for k, v in key.most_common()},
-        "packages_self_pct": {k: share(v) for k, v in self_pkg.most_common(12)},
+        "packages_self_pct": {k: share(v) for k, v in self_pkg.most_common(10)},
         "functions_self_pct": {k: share(v) for k, v in self_fn.most_common(15)},
-        "functions_inclusive_pct": {
-            k: share(v) for k, v in incl_fn.most_common(40) if v < samples * 0.97
-        },
     }
-    report = out.with_suffix(".summary.txt")
-    lines = [f"py-spy samples: {samples} (≈{summary['busy_fraction']} of the wall time on CPU in Python)"]
-    for title, table in (
-        ("key request-path functions, inclusive % of samples", summary["key_functions_inclusive_pct"]),
+    tables: list[tuple[str, dict[str, float]]] = [
+        ("where the GIL-holding samples fall (exclusive, leaf-up), %", summary["breakdown_pct"]),
+        ("by thread, %", summary["threads_pct"]),
+        ("request-path functions, inclusive %", summary["key_functions_inclusive_pct"]),
         ("self time by package/module, %", summary["packages_self_pct"]),
         ("top functions by self time, %", summary["functions_self_pct"]),
-        ("top functions by inclusive time, % (frames in every sample left out)",
-         summary["functions_inclusive_pct"]),
-    ):  # fmt: skip
+    ]
+    lines = [
+        f"py-spy: {samples} samples with the GIL held, i.e. the GIL was busy"
+        f" {summary['gil_held_fraction']:.0%} of the wall time (Python + C extensions, not syscalls)"
+    ]
+    for title, table in tables:
         lines.append(f"  {title}:")
         lines.extend(f"    {v:5.1f}  {k}" for k, v in table.items())
+    report = out.with_suffix(".summary.txt")
     report.write_text("\n".join(lines) + "\n")
     summary["summary_file"] = str(report)
     summary["text"] = lines
     return summary
 
 
-# --- main -------------------------------------------------------------------------------------------------------
+# --- main -------------------------------------------------------------------------------------------------
 
 
 def postgres_version(url: str) -> str:
@@ -682,6 +792,33 @@ def postgres_version(url: str) -> str:
     return f"{row[0]} ({', '.join(f'{k}={v}' for k, v in settings)})"
 
 
+def code_version() -> str:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "src"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+    return head + ("+dirty src" if dirty else "")
+
+
+def background_load(seconds: float = 1.0) -> dict[str, Any]:
+    """How busy the machine is before the bench starts (other jobs skew every figure on 2 cores)."""
+    before = cpu_snapshot(None)
+    time.sleep(seconds)
+    split = cpu_split(before, cpu_snapshot(None))
+    return {"busy_cores": split["machine_busy"], "top": split["top_other_processes"]}
+
+
 def cpu_model() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -692,23 +829,34 @@ def cpu_model() -> str:
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/test",
-                   help="a database on the server to use; the bench creates and drops its own beside it")
+    p.add_argument(
+        "--database-url",
+        default="postgresql://postgres@127.0.0.1:5432/test",
+        help="a database on the server to use; the bench creates and drops its own beside it",
+    )
     p.add_argument("--seconds", type=float, default=20.0, help="length of each measured phase")
     p.add_argument("--warmup", type=float, default=3.0, help="warm-up before the saturation and raw phases")
     p.add_argument("--clients", type=int, default=8, help="concurrent connections (HTTP and Postgres)")
     p.add_argument("--batch", type=int, default=200, help="updates per request")
-    p.add_argument("--workers", type=int, default=int(os.environ.get("PROFILESTORE_WORKERS", "1")),
-                   help="app processes of the server (PROFILESTORE_WORKERS)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("PROFILESTORE_WORKERS", "1")),
+        help="app processes of the server (PROFILESTORE_WORKERS)",
+    )
     p.add_argument("--profile", action="store_true", help="run py-spy on the server during saturation")
-    p.add_argument("--profile-out", type=Path, default=Path(tempfile.gettempdir()) / "profilestore-engage.collapsed",
-                   help="py-spy collapsed stacks (speedscope.app / flamegraph.pl read them); a .summary.txt beside")
+    p.add_argument(
+        "--profile-out",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "profilestore-engage.collapsed",
+        help="py-spy collapsed stacks (speedscope.app / flamegraph.pl read them); a .summary.txt beside",
+    )
     p.add_argument("--profile-rate", type=int, default=200, help="py-spy samples per second")
     p.add_argument("--keep-database", action="store_true", help="do not drop profilestore_bench at the end")
     args = p.parse_args()
     if not 1 <= args.batch <= USERS:
         p.error("--batch must be between 1 and 100000")
-    return args  # fmt: skip
+    return args
 
 
 def main() -> None:
@@ -720,18 +868,28 @@ def main() -> None:
     except ImportError:
         pass
     url = bench_url(args.database_url)
-    machine = {
+    load = background_load()
+    machine: dict[str, Any] = {
         "nproc": os.cpu_count(),
         "cpu": cpu_model(),
         "python": platform.python_version(),
         "postgres": "?",
+        "code": code_version(),
+        "background_load": load,
     }
     create_database(args.database_url)
     server: Server | None = None
     try:
         machine["postgres"] = postgres_version(url)
-        print(f"machine: nproc={machine['nproc']} cpu={machine['cpu']!r} python={machine['python']}"
-              f" postgres={machine['postgres']}")  # fmt: skip
+        print(
+            f"machine: nproc={machine['nproc']} cpu={machine['cpu']!r} python={machine['python']}"
+            f" postgres={machine['postgres']} code={machine['code']}"
+        )
+        if load["busy_cores"] > 0.2:
+            print(
+                f"WARNING: the machine was already busy before the bench: {load['busy_cores']:.2f} cores"
+                f" ({load['top']}); every figure below is skewed by it"
+            )
         migrate.upgrade(url)
         service_project, raw_project = create_projects(url)
         batches = make_batches(service_project["token"], args.batch)
@@ -761,8 +919,10 @@ def main() -> None:
             drop_database(args.database_url)
 
     ratio = sat.requests / sat.seconds / (raw.requests / raw.seconds) if raw.requests else float("nan")
-    print(f"service/raw: {ratio:.3f} (updates/s {sat.figures()['updates_per_s']:.0f}"
-          f" vs {raw.figures()['updates_per_s']:.0f})")  # fmt: skip
+    print(
+        f"service/raw: {ratio:.3f} (updates/s {sat.figures()['updates_per_s']:.0f}"
+        f" vs {raw.figures()['updates_per_s']:.0f})"
+    )
     s, r = sat.cpu, raw.cpu
     sat_ups = sat.figures()["updates_per_s"] or 1
     raw_ups = raw.figures()["updates_per_s"] or 1
@@ -778,7 +938,8 @@ def main() -> None:
         f" (+ client {cost['raw_client_us']})"
     )
     if profile_summary is not None:
-        print(f"py-spy during saturation -> {profile_summary.get('file')} ({profile_summary.get('summary_file')})")
+        files = f"{profile_summary.get('file')} ({profile_summary.get('summary_file')})"
+        print(f"py-spy during saturation -> {files}")
         for line in profile_summary.get("text", []):
             print(line)
         print("  (saturation figures above were taken with py-spy attached)")

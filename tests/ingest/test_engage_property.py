@@ -61,3 +61,11 @@ def test_random_sequences_match_the_model(
     got = {r["distinct_id"]: (normalize(r["properties"]), r["last_seen"]) for r in rows}
     expected = {d: (normalize(p["properties"]), p["last_seen"]) for d, p in model.profiles().items()}
     assert got == expected
+    # Conflicts are recorded once each, as the model finds them (ingestion warnings).
+    warnings = db.execute(
+        "SELECT entity, operation, property FROM ingestion_warnings WHERE project_id = %s AND entity LIKE %s",
+        (project["id"], prefix + "%"),
+    ).fetchall()
+    assert sorted((w["entity"], w["operation"], w["property"]) for w in warnings) == sorted(
+        (w.distinct_id, w.operation, w.property) for w in model.warnings
+    )

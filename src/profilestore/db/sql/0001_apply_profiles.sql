@@ -16,10 +16,11 @@
 --   concatenation in plain SQL; everything else goes through profilestore_fold (PL/pgSQL).
 -- * A profile that ends absent ($delete, or only $unset/$remove on a missing one) is written with the
 --   marker properties = 'null' and deleted by a later statement of this call: nobody else ever sees it.
--- * New rows are computed without looking at profile tombstones (the table is usually empty).  A fresh
---   snapshot after the upsert then finds every row of the batch that does not know of an active
---   tombstone (its delete_time is older) -- an old deletion, or one that committed concurrently -- and
---   recomputes it from the tombstone.  Our rows are locked by us, so this is race-free.
+-- * New rows of fast groups are computed without looking at profile tombstones (the table is usually
+--   empty; slow groups do look).  A fresh snapshot after the upsert then finds every row of the batch
+--   that does not know of an active tombstone (its delete_time is older) -- an old deletion, or one that
+--   committed concurrently -- and recomputes it from the tombstone.  Our rows are locked by us, so this
+--   is race-free.
 CREATE FUNCTION profilestore_apply_profiles(
     batch jsonb, has_slow boolean, has_delete boolean, warnings jsonb,
     now_t double precision, tomb_secs double precision, max_props integer, max_bytes integer
@@ -33,20 +34,36 @@ BEGIN
     SELECT i.project_id, i.distinct_id, n.props, n.times, n.max_time, to_timestamp(n.last_seen),
            n.del_t, n.del_until
     FROM (
-        SELECT (e.value->>'p')::bigint AS project_id, e.value->>'d' AS distinct_id, e.value AS g
+        SELECT (e.value->>'p')::bigint AS project_id, e.value->>'d' AS distinct_id, e.value AS g,
+               NOT e.value ? 'ft' AND EXISTS (
+                   SELECT FROM profiles AS q
+                   WHERE q.project_id = (e.value->>'p')::bigint AND q.distinct_id = e.value->>'d') AS present
         FROM jsonb_each(batch) AS e
     ) AS i
+    -- a slow group sees the tombstone of its profile (fast ones are checked after the upsert, below)
+    LEFT JOIN LATERAL (
+        SELECT t.delete_time, t.delete_until FROM profile_tombstones AS t
+        WHERE NOT i.g ? 'ft' AND t.project_id = i.project_id AND t.distinct_id = i.distinct_id
+          AND t.delete_until > now_t
+    ) AS tb ON true
     CROSS JOIN LATERAL (
         SELECT i.g->'set' AS props, i.g->'ft' AS times, (i.g->>'t')::float8 AS max_time,
                CASE WHEN i.g ? 'it' THEN NULL ELSE (i.g->>'t')::float8 END AS last_seen,
                NULL::float8 AS del_t, NULL::float8 AS del_until
         WHERE i.g ? 'ft'
         UNION ALL
+        -- a profile absent from our snapshot: fold the updates into an empty one
         SELECT CASE WHEN s.exists_ THEN s.props ELSE 'null' END, s.times, s.max_time, s.last_seen,
                s.del_t, s.del_until
         FROM profilestore_fold(i.project_id, 'profile', i.distinct_id, false, NULL, NULL, NULL, NULL,
-                               NULL, NULL, i.g->'u', now_t, tomb_secs, max_props, max_bytes) AS s
-        WHERE NOT i.g ? 'ft'
+                               tb.delete_time, tb.delete_until, i.g->'u', now_t, tomb_secs,
+                               max_props, max_bytes) AS s
+        WHERE NOT i.g ? 'ft' AND NOT i.present
+        UNION ALL
+        -- a profile we saw: it will conflict, and DO UPDATE folds into it.  Only if a concurrent $delete
+        -- removed it meanwhile is this placeholder inserted; the loop below then recomputes it.
+        SELECT '"recompute"'::jsonb, '{}'::jsonb, NULL, NULL, NULL, NULL
+        WHERE NOT i.g ? 'ft' AND i.present
     ) AS n
     ORDER BY i.project_id, i.distinct_id
     ON CONFLICT (project_id, distinct_id) DO UPDATE SET
@@ -77,8 +94,16 @@ BEGIN
             WHERE NOT c.fast
         ) AS n);
 
-    -- Rows of this batch that were computed without knowing an active tombstone: recompute them.
+    -- Rows to compute again from an empty profile (they are locked by us): placeholders whose profile a
+    -- concurrent $delete removed, and rows computed without knowing an active tombstone.
     FOR fix IN
+        SELECT p.project_id, p.distinct_id, tb.delete_time, tb.delete_until
+        FROM jsonb_each(batch) AS e
+        JOIN profiles AS p ON p.project_id = (e.value->>'p')::bigint AND p.distinct_id = e.value->>'d'
+        LEFT JOIN profile_tombstones AS tb
+               ON tb.project_id = p.project_id AND tb.distinct_id = p.distinct_id AND tb.delete_until > now_t
+        WHERE has_slow AND NOT e.value ? 'ft' AND p.properties = '"recompute"'
+        UNION
         SELECT tb.project_id, tb.distinct_id, tb.delete_time, tb.delete_until
         FROM profile_tombstones AS tb
         JOIN profiles AS p USING (project_id, distinct_id)
