@@ -287,3 +287,19 @@ def test_cors_on_an_error_response(client: httpx.Client) -> None:
     response = client.post("/engage", content=b"<x/>", headers=headers)
     assert response.status_code == 415
     assert response.headers["access-control-allow-origin"] == ORIGIN
+
+
+def test_plain_options_is_answered(client: httpx.Client) -> None:
+    response = client.options("/engage", headers={"Origin": "https://app.example"})
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == "https://app.example"
+
+
+def test_time_as_numeric_text(client: httpx.Client, project: dict[str, Any], db: Any) -> None:
+    record = {"$token": project["token"], "$distinct_id": "t1", "$time": "1000010", "$set": {"a": 1}}
+    assert client.post("/engage", json=[record]).text == "1"
+    row = db.execute(
+        "SELECT extract(epoch FROM last_seen)::float8 AS t FROM profiles WHERE project_id = %s",
+        (project["id"],),
+    ).fetchone()
+    assert row["t"] == 1000010

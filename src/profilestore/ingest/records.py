@@ -96,12 +96,21 @@ def _field_error(error: Any) -> tuple[str, str]:
     return ".".join(loc), message
 
 
+def _id_text(raw: Any) -> str:
+    """A distinct_id as text: strings as they are, anything else as its JSON (a number's decimal text)."""
+    return raw if isinstance(raw, str) else orjson.dumps(raw, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 def parse_time(value: int | float | str | None, now: float, future_clamp: float) -> float:
     """$time -> epoch seconds: seconds or milliseconds (below 1e11 is seconds) or ISO 8601; clamped."""
     if value is None:
         return now
     if isinstance(value, str):
         text = value.strip()
+        try:
+            return parse_time(float(text), now, future_clamp)  # epoch seconds or ms sent as text
+        except ValueError:
+            pass
         stamp = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
         if stamp.tzinfo is None:
             stamp = stamp.replace(tzinfo=UTC)
@@ -141,7 +150,7 @@ def _normalise(index: int, rec: EngageRecord, now: float, settings: Settings) ->
         return RecordError(index, "$distinct_id", distinct, path, message)
 
     raw_id = rec.get("$distinct_id")
-    distinct = None if raw_id is None else (raw_id if isinstance(raw_id, str) else repr(raw_id))
+    distinct = None if raw_id is None else (raw_id if isinstance(raw_id, str) else _id_text(raw_id))
     if "$token" not in rec:
         return fail("$token", "is required")
     if raw_id is None:
@@ -212,7 +221,7 @@ def validate_updates(
                 RecordError(
                     index,
                     "$distinct_id",
-                    None if raw_id is None else str(raw_id),
+                    None if raw_id is None else _id_text(raw_id),
                     "",
                     f"the record is over {settings.max_record_bytes} bytes",
                 )
@@ -224,7 +233,9 @@ def validate_updates(
             path, message = _field_error(exc.errors()[0])
             raw_id = record.get("$distinct_id")
             errors.append(
-                RecordError(index, "$distinct_id", None if raw_id is None else str(raw_id), path, message)
+                RecordError(
+                    index, "$distinct_id", None if raw_id is None else _id_text(raw_id), path, message
+                )
             )
             continue
         result = _normalise(index, rec, now, settings)

@@ -44,6 +44,13 @@ async def engage(request: Request, settings: SettingsDep, pool: PoolDep, tokens:
     return ingest_response(params, outcome)
 
 
+@router.options("/engage", include_in_schema=False)
+@router.options("/engage/", include_in_schema=False)
+async def engage_options() -> Response:
+    """Plain OPTIONS (a CORS preflight proper is answered by the CORS middleware before it gets here)."""
+    return Response(status_code=200, headers={"Allow": "GET, POST, OPTIONS"})
+
+
 @router.get("/api/ingestion-warnings", summary="Conflicts found while applying updates")
 async def list_ingestion_warnings(
     project_id: ProjectDep,
