@@ -16,7 +16,11 @@ One run, one Postgres server (the one of --database-url), one fresh database `pr
    each, on the same number of autocommit psycopg connections (threads).
 5. Ratio service/raw, and where the CPU went (server process, Postgres processes, this client) per phase.
 
---profile attaches py-spy to the server during the saturation phase and prints where the Python time goes.
+--profile attaches py-spy (--native --gil: the samples where the server holds the GIL, C frames included,
+so the garbage collector shows as itself) during the saturation phase, writes the collapsed stacks
+(speedscope.app or flamegraph.pl read them) and a summary, and prints where the time goes.  py-spy pauses
+the server at every sample, so a --profile run's saturation figures are lower (--profile-python-only: no
+pauses, no C frames).
 The profiles table is truncated (and a CHECKPOINT taken) before every measured phase, so all start empty.
 Output: human-readable lines, then one JSON line with every figure.
 """
@@ -316,6 +320,7 @@ def cpu_split(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, Any]:
     split["server_system"] = round(server_system, 3)
     split["postgres"] = round(parties["postgres_backends"] + parties["postgres_other"], 3)
     split["other_processes"] = round(sum(others.values()), 3)
+    split["profiler"] = round(others.get("py-spy", 0.0), 3)
     top = sorted(others.items(), key=lambda kv: -kv[1])[:3]
     split["top_other_processes"] = {k: round(v, 3) for k, v in top}
     split["machine_busy"] = round(busy, 3)
@@ -329,6 +334,8 @@ def cpu_split(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, Any]:
 def cpu_line(split: dict[str, Any]) -> str:
     m = split["machine"]
     top = ", ".join(f"{k} {v:.2f}" for k, v in split["top_other_processes"].items()) or "-"
+    foreign = split["other_processes"] - split["profiler"] + max(0.0, split["unattributed"])
+    noisy = f"\n  WARNING: other jobs took {foreign:.2f} cores during this phase" if foreign > 0.15 else ""
     return (
         f"  cpu (cores): server {split['server']:.2f} (kernel {split['server_system']:.2f})"
         f" | postgres {split['postgres']:.2f}"
@@ -338,7 +345,7 @@ def cpu_line(split: dict[str, Any]) -> str:
         f" | unattributed {split['unattributed']:.2f}\n"
         f"  machine: busy {split['machine_busy']:.2f} of {split['machine_cores']:.1f} cores"
         f" (user {m['user']:.2f}, system {m['system']:.2f}, softirq {m['softirq']:.2f},"
-        f" iowait {m['iowait']:.2f}, idle {m['idle']:.2f})"
+        f" iowait {m['iowait']:.2f}, idle {m['idle']:.2f})" + noisy
     )
 
 
@@ -630,14 +637,16 @@ def py_spy() -> str:
 
 
 def start_profile(
-    pid: int, seconds: float, workers: int, out: Path, rate: int
+    pid: int, seconds: float, workers: int, out: Path, rate: int, native: bool
 ) -> Callable[[], dict[str, Any]]:
     """py-spy record (collapsed stacks) on the server for `seconds`; returns a function that waits for it
     and summarises where the samples fell."""
     # --gil: only samples where a thread holds the GIL, i.e. Python (and C extensions) at work; without it,
     # the anyio threadpool's idle workers (FastAPI runs sync dependencies there) show up as busy.
     command = [py_spy(), "record", "--pid", str(pid), "--duration", str(max(1, round(seconds)))]
-    command += ["--rate", str(rate), "--format", "raw", "--nolineno", "--nonblocking", "--gil", "--threads"]
+    command += ["--rate", str(rate), "--format", "raw", "--nolineno", "--gil", "--threads"]
+    # --native (C frames: the garbage collector, uvloop, ...) needs py-spy to pause the server per sample.
+    command += ["--native"] if native else ["--nonblocking"]
     command += ["--output", str(out)]
     if workers > 1:
         command.append("--subprocesses")
@@ -658,8 +667,11 @@ def start_profile(
 
 
 # Where a sample's time goes: walking its stack from the leaf up, the first of these frames decides
-# (function name, file suffix) -> category.  Mutually exclusive, so the shares add up to 100 %.
+# (function name, "" = any, "x*" = prefix; a substring of its file) -> category.  Mutually exclusive, so the
+# shares add up to 100 %.  Native frames (--native) put the garbage collector's time where it belongs
+# instead of on whichever Python line happened to allocate.
 CATEGORIES: list[tuple[str, str, str]] = [
+    ("gc_collect*", "libpython", "cyclic garbage collector (gc_collect_main)"),
     ("read_wire_request", "ingest/wire.py", "decode body (wire.read_wire_request: orjson.loads)"),
     ("validate_updates", "ingest/records.py", "validate records (records.validate_updates)"),
     ("resolve", "profilestore/projects.py", "token lookup (TokenCache.resolve)"),
@@ -672,10 +684,13 @@ CATEGORIES: list[tuple[str, str, str]] = [
     ("run_sync", "anyio/to_thread.py", "threadpool hops (FastAPI's sync dependencies)"),
     ("run_asgi", "uvicorn/protocols/http/httptools_impl.py", "framework (uvicorn/starlette/fastapi, rest)"),
     ("connection", "psycopg_pool/pool_async.py", "connection pool (psycopg_pool)"),
+    ("", "httptools/parser", "HTTP parsing (httptools)"),
+    ("", "loop.c", "event loop and socket calls (uvloop)"),
+    ("", "uvloop/", "event loop and socket calls (uvloop)"),
 ]
-OTHER = "event loop: uvloop/httptools native, socket I/O, psycopg waits, other"
+OTHER = "other (asyncio/uvloop glue, libc, ...)"
 # Functions of the request path whose inclusive share is worth a line each.
-KEY_FRAMES = [(n, f) for n, f, _ in CATEGORIES[:8]] + [
+KEY_FRAMES = [(n, f) for n, f, _ in CATEGORIES[:9]] + [
     ("_parse_json", "ingest/wire.py"),
     ("_normalise", "ingest/records.py"),
     ("_check_value", "ingest/records.py"),
@@ -697,9 +712,10 @@ def _package(path: str) -> str:
     return head or path
 
 
-def _matches(frame: str, name: str, suffix: str) -> bool:
+def _matches(frame: str, name: str, in_path: str) -> bool:
     fn, path = _frame_parts(frame)
-    return fn == name and path.endswith(suffix)
+    named = fn.startswith(name[:-1]) if name.endswith("*") else not name or fn == name
+    return named and in_path in path
 
 
 def summarise_profile(out: Path, expected: float) -> dict[str, Any]:
@@ -851,7 +867,12 @@ def parse_args() -> argparse.Namespace:
         default=Path(tempfile.gettempdir()) / "profilestore-engage.collapsed",
         help="py-spy collapsed stacks (speedscope.app / flamegraph.pl read them); a .summary.txt beside",
     )
-    p.add_argument("--profile-rate", type=int, default=200, help="py-spy samples per second")
+    p.add_argument("--profile-rate", type=int, default=100, help="py-spy samples per second")
+    p.add_argument(
+        "--profile-python-only",
+        action="store_true",
+        help="py-spy without --native: no pauses of the server, but GC time lands on the allocating lines",
+    )
     p.add_argument("--keep-database", action="store_true", help="do not drop profilestore_bench at the end")
     args = p.parse_args()
     if not 1 <= args.batch <= USERS:
@@ -904,7 +925,13 @@ def main() -> None:
         profile = None
         if args.profile:
             profile = functools.partial(
-                start_profile, server.pid, args.seconds, args.workers, args.profile_out, args.profile_rate
+                start_profile,
+                server.pid,
+                args.seconds,
+                args.workers,
+                args.profile_out,
+                args.profile_rate,
+                not args.profile_python_only,
             )
 
         sat, fixed, profile_summary = asyncio.run(http_phases(args, server, url, batches.http, profile))
@@ -953,6 +980,10 @@ def main() -> None:
         "cpu_per_update_us": cost,
         "profile": {k: v for k, v in profile_summary.items() if k != "text"} if profile_summary else None,
     }
+    print(
+        f"machine: nproc={machine['nproc']}, postgres {machine['postgres'].split(' ', 1)[0]},"
+        f" python {machine['python']}, code {machine['code']}"
+    )
     print(json.dumps(figures))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -52,6 +53,16 @@ async def _sweep_tombstones(app: FastAPI) -> None:
                 )
 
 
+def _tune_gc() -> None:
+    """Keep the cyclic GC off the hot path.  Measured (bench/engage.py): a request holds ~2,000 objects, so
+    they reach the oldest generation and every full collection walked the ~120,000 objects left by imports,
+    ~50 ms each, a third of the server's time.  Freezing what exists after start-up and collecting young
+    objects less often removes that; the service keeps no reference cycles of its own on the hot path."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def create_app(settings: Settings | None = None, *, database_url: str | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -67,6 +78,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         # Not waiting: a database that is down at start-up gives 503s until it is up, not a crash.
         await pool.open(wait=False)
         app.state.pool = pool
+        _tune_gc()
         sweeper = asyncio.create_task(_sweep_tombstones(app))
         try:
             yield

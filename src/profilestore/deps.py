@@ -1,4 +1,7 @@
-"""FastAPI dependencies: the app's settings, pool and token cache (owned by the lifespan), and read auth."""
+"""FastAPI dependencies: the app's settings, pool and token cache (owned by the lifespan), and read auth.
+
+All `async def`: a plain `def` dependency costs a thread-pool round trip on every request.
+"""
 
 from __future__ import annotations
 
@@ -14,17 +17,17 @@ from profilestore.projects import TokenCache
 from profilestore.settings import Settings
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _pool(request: Request) -> AsyncConnectionPool:
+async def _pool(request: Request) -> AsyncConnectionPool:
     pool: AsyncConnectionPool = request.app.state.pool
     return pool
 
 
-def _tokens(request: Request) -> TokenCache:
+async def _tokens(request: Request) -> TokenCache:
     tokens: TokenCache = request.app.state.tokens
     return tokens
 
