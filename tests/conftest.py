@@ -35,13 +35,16 @@ def database_url() -> Iterator[str]:
         with connect(server_url) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     else:
-        from profilestore.db.embedded import embedded_database_url
+        from profilestore.db.embedded import embedded_database_url, stop_embedded
 
         with tempfile.TemporaryDirectory(prefix="profilestore-test-") as home:
             os.chmod(home, 0o755)  # as root, the embedded server runs as a user of its own
             url = embedded_database_url(Path(home))
-            migrate.upgrade(url)
-            yield url
+            try:
+                migrate.upgrade(url)
+                yield url
+            finally:
+                stop_embedded(Path(home))  # before the directory goes
 
 
 @pytest.fixture(scope="session")

