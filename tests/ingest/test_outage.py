@@ -10,8 +10,8 @@ import os
 import tempfile
 import threading
 import time
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
