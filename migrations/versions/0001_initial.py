@@ -75,7 +75,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute(
-        "DROP FUNCTION profilestore_apply_profiles(jsonb, boolean, boolean, jsonb, "
+        "DROP FUNCTION profilestore_apply_profiles(jsonb, jsonb, boolean, jsonb, "
         "double precision, double precision, integer, integer)"
     )
     op.execute(

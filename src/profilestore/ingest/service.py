@@ -79,17 +79,10 @@ async def ingest_profiles(
                 except psycopg.errors.DataError:
                     refused = await apply_one_by_one(conn, batch, now, settings)
                     for key, reason in refused.items():
-                        group = batch.groups[key]
+                        distinct_id = key.split(":", 1)[1]
+                        message = f"refused by the database: {reason}"
                         for index in batch.indexes[key]:
-                            errors.append(
-                                RecordError(
-                                    index,
-                                    "$distinct_id",
-                                    group["d"],
-                                    "",
-                                    f"refused by the database: {reason}",
-                                )
-                            )
+                            errors.append(RecordError(index, "$distinct_id", distinct_id, "", message))
     errors.sort(key=lambda e: e.index)
     return Outcome(total=len(records), failures=errors)
 

@@ -6,8 +6,9 @@ Why this shape (the function's own comment, db/sql/0001_apply_profiles.sql, says
 * Postgres takes the row locks in key order (ORDER BY in the INSERT ... ON CONFLICT), so concurrent
   requests touching the same profiles never deadlock, and ON CONFLICT DO UPDATE folds each update into the
   latest committed row, so concurrent `$add`s add up exactly;
-* a group of one plain `$set` is marked for the function's fast path (a JSONB concatenation in SQL);
-  everything else is folded by PL/pgSQL (db/sql/0001_fold.sql), the same rules as tests/model.py.
+* a profile whose updates are one plain `$set` goes in the `fast` list (its `$set` rides in the proposed
+  row; DO UPDATE concatenates it); every other profile goes in the `slow` object and is folded by PL/pgSQL
+  (db/sql/0001_fold.sql), the same rules as tests/model.py.
 If the batch as a whole is refused by Postgres (a value it cannot store), `apply_one_by_one` applies it again
 group by group inside one transaction, with a savepoint each, so only the offending records fail.
 """
@@ -24,24 +25,29 @@ from psycopg import AsyncConnection
 from profilestore.ingest.records import Update
 from profilestore.settings import Settings
 
-APPLY = "SELECT profilestore_apply_profiles(%s::jsonb, %s, %s, %s::jsonb, %s, %s, %s, %s)"
+APPLY = "SELECT profilestore_apply_profiles(%s::jsonb, %s::jsonb, %s, %s::jsonb, %s, %s, %s, %s)"
 
 _FAST_KEYS = frozenset({"t", "it", "set"})
 
 
 @dataclass
 class Batch:
-    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
-    indexes: dict[str, list[int]] = field(default_factory=dict)  # group key -> record indexes
+    fast: list[dict[str, Any]] = field(default_factory=list)
+    slow: dict[str, dict[str, Any]] = field(default_factory=dict)
+    indexes: dict[str, list[int]] = field(default_factory=dict)  # "project:distinct_id" -> record indexes
     warnings: list[list[Any]] = field(default_factory=list)
-    has_slow: bool = False
     has_delete: bool = False
+
+    def groups(self) -> list[tuple[str, dict[str, Any]]]:
+        """(key, group) of every profile, fast ones as one-group batches of their own kind."""
+        keyed = [(f"{g['p']}:{g['d']}", g) for g in self.fast]
+        return sorted([*keyed, *self.slow.items()], key=lambda kg: (kg[1]["p"], kg[1]["d"]))
 
 
 def build_batch(updates: list[Update], project_ids: dict[str, int]) -> Batch:
-    """Groups updates by (project, distinct_id), keeping arrival order, and marks fast and deleting groups."""
+    """Groups updates by (project, distinct_id), keeping arrival order; splits fast from slow groups."""
     batch = Batch()
-    groups = batch.groups
+    groups: dict[str, dict[str, Any]] = {}
     for update in updates:
         project_id = project_ids[update.project_token]
         key = f"{project_id}:{update.distinct_id}"
@@ -54,25 +60,24 @@ def build_batch(updates: list[Update], project_ids: dict[str, int]) -> Batch:
             batch.indexes[key].append(update.index)
         for operation, prop, reason in update.warnings:
             batch.warnings.append([project_id, update.distinct_id, operation, prop, reason])
-    for group in groups.values():
+    for key, group in groups.items():
         bodies = group["u"]
         if len(bodies) == 1 and "set" in bodies[0] and _FAST_KEYS.issuperset(bodies[0]):
-            body = group.pop("u")[0]
-            group.update(body)
-            t = body["t"]
-            group["ft"] = dict.fromkeys(body["set"], t)
+            body = bodies[0]
+            fast = {"p": group["p"], "d": group["d"], **body, "ft": dict.fromkeys(body["set"], body["t"])}
+            batch.fast.append(fast)
         else:
-            batch.has_slow = True
             if any("del" in body for body in bodies):
                 group["x"] = True
                 batch.has_delete = True
+            batch.slow[key] = group
     return batch
 
 
-def _params(batch: Batch, groups: dict[str, Any], now: float, settings: Settings) -> tuple[Any, ...]:
+def _params(batch: Batch, now: float, settings: Settings) -> tuple[Any, ...]:
     return (
-        orjson.dumps(groups).decode(),
-        batch.has_slow,
+        orjson.dumps(batch.fast).decode(),
+        orjson.dumps(batch.slow).decode(),
         batch.has_delete,
         orjson.dumps(batch.warnings).decode(),
         now,
@@ -84,7 +89,7 @@ def _params(batch: Batch, groups: dict[str, Any], now: float, settings: Settings
 
 async def apply_batch(conn: AsyncConnection[Any], batch: Batch, now: float, settings: Settings) -> None:
     """The whole batch in one statement (autocommit: one implicit transaction)."""
-    await conn.execute(APPLY, _params(batch, batch.groups, now, settings))
+    await conn.execute(APPLY, _params(batch, now, settings))
 
 
 async def apply_one_by_one(
@@ -94,15 +99,16 @@ async def apply_one_by_one(
     key order (the same global lock order).  Returns the refused group keys with Postgres's reason."""
     refused: dict[str, str] = {}
     async with conn.transaction():
-        for key in sorted(batch.groups, key=lambda k: (batch.groups[k]["p"], batch.groups[k]["d"])):
-            group = batch.groups[key]
-            single = Batch(groups={key: group}, has_slow="ft" not in group, has_delete="x" in group)
+        for key, group in batch.groups():
+            if key in batch.slow:
+                single = Batch(slow={key: group}, has_delete="x" in group)
+            else:
+                single = Batch(fast=[group])
             try:
                 async with conn.transaction():
-                    await conn.execute(APPLY, _params(single, single.groups, now, settings))
+                    await conn.execute(APPLY, _params(single, now, settings))
             except psycopg.errors.DataError as exc:
                 refused[key] = exc.diag.message_primary or "value refused by the database"
         if batch.warnings:
-            warnings_only = Batch(warnings=batch.warnings)
-            await conn.execute(APPLY, _params(warnings_only, {}, now, settings))
+            await conn.execute(APPLY, _params(Batch(warnings=batch.warnings), now, settings))
     return refused
