@@ -65,7 +65,7 @@ _MESSAGES = {
 }
 
 
-@dataclass
+@dataclass(slots=True)
 class Update:
     """One valid update record, normalised: what the SQL batch carries for it."""
 
@@ -99,6 +99,13 @@ def _field_error(error: Any) -> tuple[str, str]:
 def _id_text(raw: Any) -> str:
     """A distinct_id as text: strings as they are, anything else as its JSON (a number's decimal text)."""
     return raw if isinstance(raw, str) else orjson.dumps(raw, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def record_id(record: Any) -> str | None:
+    """The `$distinct_id` of a raw record as text, for error reports; None when it has none."""
+    if isinstance(record, dict) and record.get("$distinct_id") is not None:
+        return _id_text(record["$distinct_id"])
+    return None
 
 
 def parse_time(value: int | float | str | None, now: float, future_clamp: float) -> float:
@@ -136,16 +143,20 @@ def _depth(value: Any) -> int:
     return 0
 
 
-def _check_container(value: dict[str, Any] | list[Any], settings: Settings) -> str | None:
-    """The limits on one list or object value (scalars have none: orjson never yields NaN or infinity)."""
-    if _depth(value) > settings.max_value_depth:
+def _check_container(value: dict[str, Any] | list[Any], settings: Settings, check_size: bool) -> str | None:
+    """The limits on one list or object value (scalars have none: orjson never yields NaN or infinity).
+    `check_size` is False when the whole body is smaller than the limit (so no value can be over it)."""
+    flat = type(value) is list and not any(type(v) in _CONTAINERS for v in value)
+    if not flat and _depth(value) > settings.max_value_depth:
         return f"values nest at most {settings.max_value_depth} levels"
-    if len(orjson.dumps(value)) > settings.max_value_bytes:
+    if check_size and len(orjson.dumps(value)) > settings.max_value_bytes:
         return f"a list or object value is at most {settings.max_value_bytes} bytes"
     return None
 
 
-def _normalise(index: int, rec: EngageRecord, now: float, settings: Settings) -> Update | RecordError:
+def _normalise(
+    index: int, rec: EngageRecord, now: float, settings: Settings, check_size: bool
+) -> Update | RecordError:
     def fail(path: str, message: str) -> RecordError:
         return RecordError(index, "$distinct_id", distinct, path, message)
 
@@ -192,7 +203,7 @@ def _normalise(index: int, rec: EngageRecord, now: float, settings: Settings) ->
             operand = {k: v if isinstance(v, list) else [v] for k, v in operand.items()}
         for name, value in operand.items():
             if type(value) in _CONTAINERS:
-                problem = _check_container(value, settings)
+                problem = _check_container(value, settings, check_size)
                 if problem:
                     return fail(f"{op}.{name}", problem)
         if operand:
@@ -216,29 +227,16 @@ def validate_updates(
             errors.append(RecordError(index, "$distinct_id", None, "", "must be a JSON object"))
             continue
         if check_size and len(orjson.dumps(record)) > settings.max_record_bytes:
-            raw_id = record.get("$distinct_id")
-            errors.append(
-                RecordError(
-                    index,
-                    "$distinct_id",
-                    None if raw_id is None else _id_text(raw_id),
-                    "",
-                    f"the record is over {settings.max_record_bytes} bytes",
-                )
-            )
+            message = f"the record is over {settings.max_record_bytes} bytes"
+            errors.append(RecordError(index, "$distinct_id", record_id(record), "", message))
             continue
         try:
             rec = _record_adapter.validate_python(record)
         except ValidationError as exc:
             path, message = _field_error(exc.errors()[0])
-            raw_id = record.get("$distinct_id")
-            errors.append(
-                RecordError(
-                    index, "$distinct_id", None if raw_id is None else _id_text(raw_id), path, message
-                )
-            )
+            errors.append(RecordError(index, "$distinct_id", record_id(record), path, message))
             continue
-        result = _normalise(index, rec, now, settings)
+        result = _normalise(index, rec, now, settings, body_bytes > settings.max_value_bytes)
         if isinstance(result, RecordError):
             errors.append(result)
         else:

@@ -8,7 +8,7 @@ and apply them in one statement (sql.py).  The database being unreachable raises
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
@@ -17,7 +17,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from profilestore.errors import DatabaseUnavailable
 from profilestore.ingest.geo import Locator, add_locations
-from profilestore.ingest.records import validate_updates
+from profilestore.ingest.records import record_id, validate_updates
 from profilestore.ingest.responses import Outcome, RecordError
 from profilestore.ingest.sql import apply_batch, apply_one_by_one, build_batch
 from profilestore.projects import TokenCache
@@ -51,14 +51,16 @@ async def ingest_profiles(
 ) -> Outcome:
     limit = settings.max_records
     over = [
-        RecordError(i, "$distinct_id", _id_of(r), "", f"a request holds at most {limit} records")
+        RecordError(i, "$distinct_id", record_id(r), "", f"a request holds at most {limit} records")
         for i, r in enumerate(records[limit:], start=limit)
     ]
     updates, errors = validate_updates(records[:limit], now=now, settings=settings, body_bytes=body_bytes)
     errors.extend(over)
     add_locations(updates, client_ip=client_ip, use_client_ip=use_client_ip, locator=locator)
 
-    connect: Callable[[], Any] = lambda: database(pool, settings)  # noqa: E731
+    def connect() -> contextlib.AbstractAsyncContextManager[AsyncConnection[Any]]:
+        return database(pool, settings)
+
     if updates:
         project_ids = await tokens.resolve(connect, {u.project_token for u in updates})
         known = []
@@ -85,9 +87,3 @@ async def ingest_profiles(
                             errors.append(RecordError(index, "$distinct_id", distinct_id, "", message))
     errors.sort(key=lambda e: e.index)
     return Outcome(total=len(records), failures=errors)
-
-
-def _id_of(record: Any) -> str | None:
-    if isinstance(record, dict) and record.get("$distinct_id") is not None:
-        return str(record["$distinct_id"])
-    return None

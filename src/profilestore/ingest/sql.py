@@ -45,32 +45,37 @@ class Batch:
 
 
 def build_batch(updates: list[Update], project_ids: dict[str, int]) -> Batch:
-    """Groups updates by (project, distinct_id), keeping arrival order; splits fast from slow groups."""
+    """Groups updates by (project, distinct_id), keeping arrival order; splits fast from slow groups.
+
+    The updates' body dicts are used as they are (a fast group *is* its update's body plus its key)."""
     batch = Batch()
-    groups: dict[str, dict[str, Any]] = {}
+    by_key: dict[str, list[Update]] = {}
     for update in updates:
-        project_id = project_ids[update.project_token]
-        key = f"{project_id}:{update.distinct_id}"
-        group = groups.get(key)
-        if group is None:
-            groups[key] = {"p": project_id, "d": update.distinct_id, "u": [update.body]}
-            batch.indexes[key] = [update.index]
+        key = f"{project_ids[update.project_token]}:{update.distinct_id}"
+        same = by_key.get(key)
+        if same is None:
+            by_key[key] = [update]
         else:
-            group["u"].append(update.body)
-            batch.indexes[key].append(update.index)
-        for operation, prop, reason in update.warnings:
-            batch.warnings.append([project_id, update.distinct_id, operation, prop, reason])
-    for key, group in groups.items():
-        bodies = group["u"]
-        if len(bodies) == 1 and "set" in bodies[0] and _FAST_KEYS.issuperset(bodies[0]):
-            body = bodies[0]
-            fast = {"p": group["p"], "d": group["d"], **body, "ft": dict.fromkeys(body["set"], body["t"])}
-            batch.fast.append(fast)
+            same.append(update)
+    for key, group in by_key.items():
+        first = group[0]
+        project_id = project_ids[first.project_token]
+        body = first.body
+        if len(group) == 1 and "set" in body and _FAST_KEYS.issuperset(body):
+            body["p"] = project_id
+            body["d"] = first.distinct_id
+            body["ft"] = dict.fromkeys(body["set"], body["t"])
+            batch.fast.append(body)
         else:
-            if any("del" in body for body in bodies):
-                group["x"] = True
+            slow: dict[str, Any] = {"p": project_id, "d": first.distinct_id, "u": [u.body for u in group]}
+            if any("del" in u.body for u in group):
+                slow["x"] = True
                 batch.has_delete = True
-            batch.slow[key] = group
+            batch.slow[key] = slow
+        batch.indexes[key] = [u.index for u in group]
+        for update in group:
+            for operation, prop, reason in update.warnings:
+                batch.warnings.append([project_id, update.distinct_id, operation, prop, reason])
     return batch
 
 
