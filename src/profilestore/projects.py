@@ -86,9 +86,11 @@ class TokenCache:
     Ingestion resolves the tokens of every request; projects are created rarely and never change token.
     """
 
-    def __init__(self, ttl: float = 60.0, negative_ttl: float = 2.0) -> None:
+    def __init__(self, ttl: float = 60.0, negative_ttl: float = 2.0, max_entries: int = 10_000) -> None:
         self.ttl = ttl
         self.negative_ttl = negative_ttl
+        # Bounded: unknown tokens are cached too, and anyone can send those.
+        self.max_entries = max_entries
         self._entries: dict[str, tuple[int | None, float]] = {}
 
     async def resolve(self, conn_factory: Any, tokens: set[str]) -> dict[str, int | None]:
@@ -105,6 +107,8 @@ class TokenCache:
             async with conn_factory() as conn:
                 stmt = select(projects.c.token, projects.c.id).where(projects.c.token.in_(missing))
                 rows = {row["token"]: row["id"] for row in await _run(conn, stmt)}
+            if len(self._entries) + len(missing) > self.max_entries:
+                self._entries.clear()
             for token in missing:
                 project_id = rows.get(token)
                 found[token] = project_id
