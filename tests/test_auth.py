@@ -1,0 +1,60 @@
+"""Read-API authentication in every form query.md accepts, over HTTP (GET /api/ingestion-warnings)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import httpx
+import pytest
+
+from profilestore.auth import basic_credentials, hash_secret, secret_matches
+from support import new_project
+
+
+def basic(text: str, *, encode: bool = True) -> dict[str, str]:
+    value = base64.b64encode(text.encode()).decode() if encode else text
+    return {"Authorization": f"Basic {value}"}
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("Basic " + base64.b64encode(b"s3cret:").decode(), ("s3cret", "")),
+        ("Basic " + base64.b64encode(b"svc-user:s3cret").decode(), ("svc-user", "s3cret")),
+        ("Basic s3cret:", ("s3cret", "")),
+        ("basic s3cret", ("s3cret", "")),
+        ("Bearer x", None),
+        (None, None),
+    ],
+)
+def test_basic_credentials_forms(header: str | None, expected: tuple[str, str] | None) -> None:
+    assert basic_credentials(header) == expected
+
+
+def test_secret_hash_comparison() -> None:
+    assert secret_matches("abc", hash_secret("abc"))
+    assert not secret_matches("abd", hash_secret("abc"))
+
+
+def test_read_api_auth_forms(client: httpx.Client, project: dict[str, Any], database_url: str) -> None:
+    secret, pid = project["api_secret"], project["id"]
+    url = "/api/ingestion-warnings"
+    assert client.get(url, headers=basic(f"{secret}:")).status_code == 200
+    assert client.get(url, headers=basic(f"{secret}:", encode=False)).status_code == 200
+    service_account = basic(f"svc-user:{secret}")
+    assert client.get(url, params={"project_id": pid}, headers=service_account).status_code == 200
+
+    for headers in ({}, basic("wrong:"), basic(f"svc-user:{secret}x")):
+        response = client.get(
+            url, params={"project_id": pid} if "svc" in str(headers) else {}, headers=headers
+        )
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"].lower().startswith("basic")
+        assert "error" in response.json()
+
+    other = new_project(database_url)
+    forbidden = client.get(url, params={"project_id": other["id"]}, headers=basic(f"svc-user:{secret}"))
+    assert forbidden.status_code == 403
+    bad_id = client.get(url, params={"project_id": "x"}, headers=basic(f"{secret}:"))
+    assert bad_id.status_code == 400
