@@ -89,3 +89,34 @@ ingestion_warnings = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index(None, "project_id", "id"),
 )
+
+
+# Group profiles (/groups): a profile under another key, with the same bookkeeping columns.
+group_profiles = Table(
+    "group_profiles",
+    metadata,
+    Column("project_id", BigInteger, nullable=False),
+    Column("group_key", Text, nullable=False),
+    Column("group_id", Text, nullable=False),
+    Column("properties", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_seen", DateTime(timezone=True)),
+    Column("prop_times", JSONB, nullable=False, server_default=text("'{}'::jsonb")),  # internal
+    Column("max_time", Double),  # internal
+    Column("delete_time", Double),  # internal
+    Column("delete_until", Double),  # internal
+    PrimaryKeyConstraint("project_id", "group_key", "group_id"),
+)
+
+# internal: deletions of group profiles that no longer exist.
+group_profile_tombstones = Table(
+    "group_profile_tombstones",
+    metadata,
+    Column("project_id", BigInteger, nullable=False),
+    Column("group_key", Text, nullable=False),
+    Column("group_id", Text, nullable=False),
+    Column("delete_time", Double, nullable=False),
+    Column("delete_until", Double, nullable=False),
+    PrimaryKeyConstraint("project_id", "group_key", "group_id"),
+)

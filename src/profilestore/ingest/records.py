@@ -37,6 +37,8 @@ EngageRecord = TypedDict(
     {
         "$token": StrictStr,
         "$distinct_id": StrictStr | StrictInt | StrictFloat,
+        "$group_key": Name,
+        "$group_id": StrictStr | StrictInt | StrictFloat,
         "$time": StrictInt | StrictFloat | StrictStr,
         "$ignore_time": StrictBool | StrictInt,
         "$ip": Any,
@@ -71,9 +73,10 @@ class Update:
 
     index: int
     project_token: str
-    distinct_id: str
+    distinct_id: str  # the group id for a group profile
     body: dict[str, Any]  # {"t": T, "it"?: true, "set": {...}, ..., "del"?: true}
     ip: str | None = None  # the record's $ip, for geolocation (geo.py); never stored
+    group_key: str | None = None  # set for group profiles (/groups)
     warnings: list[tuple[str, str, str]] = field(default_factory=list)  # (operation, property, reason)
 
 
@@ -82,11 +85,14 @@ def _field_error(error: Any) -> tuple[str, str]:
     loc = [str(part) for part in error["loc"] if part not in ("str", "int", "float", "bool", "list[...]")]
     loc = [p for p in loc if p != "[key]" and not p.startswith(("constrained-str", "list[", "function-"))]
     kind = error["type"]
-    if kind.endswith("_type") and len(loc) >= 1 and loc[0] in ("$distinct_id", "$time"):
+    if kind.endswith("_type") and len(loc) >= 1 and loc[0] in ("$distinct_id", "$group_id", "$time"):
         message = {
             "$distinct_id": "must be a string or a number",
+            "$group_id": "must be a string or a number",
             "$time": "must be a number or an ISO 8601 date",
         }[loc[0]]
+    elif kind.startswith("string_too") and loc == ["$group_key"]:
+        message = "must be 1 to 255 characters"
     elif kind == "string_too_long" and len(loc) >= 2:
         message = "property names must be at most 255 characters"
     elif kind == "string_too_short" and len(loc) >= 2:
@@ -101,10 +107,10 @@ def _id_text(raw: Any) -> str:
     return raw if isinstance(raw, str) else orjson.dumps(raw, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def record_id(record: Any) -> str | None:
-    """The `$distinct_id` of a raw record as text, for error reports; None when it has none."""
-    if isinstance(record, dict) and record.get("$distinct_id") is not None:
-        return _id_text(record["$distinct_id"])
+def record_id(record: Any, id_field: str = "$distinct_id") -> str | None:
+    """The `$distinct_id` (or `$group_id`) of a raw record as text, for error reports; None without one."""
+    if isinstance(record, dict) and record.get(id_field) is not None:
+        return _id_text(record[id_field])
     return None
 
 
@@ -155,24 +161,27 @@ def _check_container(value: dict[str, Any] | list[Any], settings: Settings, chec
 
 
 def _normalise(
-    index: int, rec: EngageRecord, now: float, settings: Settings, check_size: bool
+    index: int, rec: EngageRecord, now: float, settings: Settings, check_size: bool, id_field: str
 ) -> Update | RecordError:
     def fail(path: str, message: str) -> RecordError:
-        return RecordError(index, "$distinct_id", distinct, path, message)
+        return RecordError(index, id_field, distinct, path, message)
 
-    raw_id = rec.get("$distinct_id")
+    raw_id = rec.get(id_field)
     distinct = None if raw_id is None else (raw_id if isinstance(raw_id, str) else _id_text(raw_id))
     if "$token" not in rec:
         return fail("$token", "is required")
     if raw_id is None:
-        return fail("$distinct_id", "is required")
+        return fail(id_field, "is required")
     assert distinct is not None
     if isinstance(raw_id, float) and raw_id.is_integer():
         distinct = str(int(raw_id))
     if not distinct or not distinct.strip():
-        return fail("$distinct_id", "must not be empty")
+        return fail(id_field, "must not be empty")
     if len(distinct) > 255:
-        return fail("$distinct_id", "must be at most 255 characters")
+        return fail(id_field, "must be at most 255 characters")
+    group_key = rec.get("$group_key") if id_field == "$group_id" else None
+    if id_field == "$group_id" and group_key is None:
+        return fail("$group_key", "is required")
     try:
         t = parse_time(rec.get("$time"), now, settings.future_clamp_seconds)
     except (ValueError, OverflowError):
@@ -182,7 +191,9 @@ def _normalise(
     if rec.get("$ignore_time"):
         body["it"] = True
     raw_ip = rec.get("$ip")
-    update = Update(index, rec["$token"], distinct, body, ip=None if raw_ip is None else str(raw_ip))
+    update = Update(
+        index, rec["$token"], distinct, body, ip=None if raw_ip is None else str(raw_ip), group_key=group_key
+    )
     ops = [op for op in OPERATIONS if op in rec]
     if "$delete" in rec:
         if ops:
@@ -216,27 +227,28 @@ def _normalise(
 
 
 def validate_updates(
-    records: list[Any], *, now: float, settings: Settings, body_bytes: int
+    records: list[Any], *, now: float, settings: Settings, body_bytes: int, id_field: str = "$distinct_id"
 ) -> tuple[list[Update], list[RecordError]]:
-    """Valid updates (in request order) and the errors of the invalid records."""
+    """Valid updates (in request order) and the errors of the invalid records.  `id_field` is
+    "$distinct_id" for /engage and "$group_id" for /groups (whose records also carry `$group_key`)."""
     updates: list[Update] = []
     errors: list[RecordError] = []
     check_size = body_bytes > settings.max_record_bytes
     for index, record in enumerate(records):
         if not isinstance(record, dict):
-            errors.append(RecordError(index, "$distinct_id", None, "", "must be a JSON object"))
+            errors.append(RecordError(index, id_field, None, "", "must be a JSON object"))
             continue
         if check_size and len(orjson.dumps(record)) > settings.max_record_bytes:
             message = f"the record is over {settings.max_record_bytes} bytes"
-            errors.append(RecordError(index, "$distinct_id", record_id(record), "", message))
+            errors.append(RecordError(index, id_field, record_id(record, id_field), "", message))
             continue
         try:
             rec = _record_adapter.validate_python(record)
         except ValidationError as exc:
             path, message = _field_error(exc.errors()[0])
-            errors.append(RecordError(index, "$distinct_id", record_id(record), path, message))
+            errors.append(RecordError(index, id_field, record_id(record, id_field), path, message))
             continue
-        result = _normalise(index, rec, now, settings, body_bytes > settings.max_value_bytes)
+        result = _normalise(index, rec, now, settings, body_bytes > settings.max_value_bytes, id_field)
         if isinstance(result, RecordError):
             errors.append(result)
         else:

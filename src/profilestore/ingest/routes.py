@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, Query, Request, Response
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import select
 
 from profilestore.db.engine import compile_query
@@ -14,6 +15,8 @@ from profilestore.errors import ProfilestoreError
 from profilestore.ingest.responses import Outcome, ingest_error_response, ingest_response
 from profilestore.ingest.service import database, ingest_profiles
 from profilestore.ingest.wire import read_wire_request
+from profilestore.projects import TokenCache
+from profilestore.settings import Settings
 
 router = APIRouter()
 
@@ -21,6 +24,18 @@ router = APIRouter()
 @router.api_route("/engage", methods=["GET", "POST"], include_in_schema=False)
 @router.api_route("/engage/", methods=["GET", "POST"], summary="Mixpanel /engage: profile updates")
 async def engage(request: Request, settings: SettingsDep, pool: PoolDep, tokens: TokensDep) -> Response:
+    return await _profile_updates(request, settings, pool, tokens, kind="profile")
+
+
+@router.api_route("/groups", methods=["GET", "POST"], include_in_schema=False)
+@router.api_route("/groups/", methods=["GET", "POST"], summary="Mixpanel /groups: group profile updates")
+async def groups(request: Request, settings: SettingsDep, pool: PoolDep, tokens: TokensDep) -> Response:
+    return await _profile_updates(request, settings, pool, tokens, kind="group")
+
+
+async def _profile_updates(
+    request: Request, settings: Settings, pool: AsyncConnectionPool, tokens: TokenCache, *, kind: str
+) -> Response:
     now = time.time()
     params: dict[str, str] = dict(request.query_params)
     try:
@@ -38,6 +53,7 @@ async def engage(request: Request, settings: SettingsDep, pool: PoolDep, tokens:
             client_ip=request.client.host if request.client else None,
             use_client_ip=params.get("ip", "1") != "0",
             locator=request.app.state.locator,
+            kind=kind,
         )
     except ProfilestoreError as exc:
         return ingest_error_response(params, exc)
@@ -46,6 +62,8 @@ async def engage(request: Request, settings: SettingsDep, pool: PoolDep, tokens:
 
 @router.options("/engage", include_in_schema=False)
 @router.options("/engage/", include_in_schema=False)
+@router.options("/groups", include_in_schema=False)
+@router.options("/groups/", include_in_schema=False)
 async def engage_options() -> Response:
     """Plain OPTIONS (a CORS preflight proper is answered by the CORS middleware before it gets here)."""
     return Response(status_code=200, headers={"Allow": "GET, POST, OPTIONS"})

@@ -48,15 +48,21 @@ async def ingest_profiles(
     client_ip: str | None = None,
     use_client_ip: bool = True,
     locator: Locator | None = None,
+    kind: str = "profile",
 ) -> Outcome:
+    """/engage (kind "profile") and /groups (kind "group"): the same rules under another key."""
+    id_field = "$group_id" if kind == "group" else "$distinct_id"
     limit = settings.max_records
     over = [
-        RecordError(i, "$distinct_id", record_id(r), "", f"a request holds at most {limit} records")
+        RecordError(i, id_field, record_id(r, id_field), "", f"a request holds at most {limit} records")
         for i, r in enumerate(records[limit:], start=limit)
     ]
-    updates, errors = validate_updates(records[:limit], now=now, settings=settings, body_bytes=body_bytes)
+    updates, errors = validate_updates(
+        records[:limit], now=now, settings=settings, body_bytes=body_bytes, id_field=id_field
+    )
     errors.extend(over)
-    add_locations(updates, client_ip=client_ip, use_client_ip=use_client_ip, locator=locator)
+    if kind == "profile":  # group profiles are not geolocated
+        add_locations(updates, client_ip=client_ip, use_client_ip=use_client_ip, locator=locator)
 
     def connect() -> contextlib.AbstractAsyncContextManager[AsyncConnection[Any]]:
         return database(pool, settings)
@@ -67,23 +73,22 @@ async def ingest_profiles(
         for update in updates:
             if project_ids.get(update.project_token) is None:
                 errors.append(
-                    RecordError(
-                        update.index, "$distinct_id", update.distinct_id, "$token", "unknown project token"
-                    )
+                    RecordError(update.index, id_field, update.distinct_id, "$token", "unknown project token")
                 )
             else:
                 known.append(update)
         if known:
-            batch = build_batch(known, {t: p for t, p in project_ids.items() if p is not None})
+            batch = build_batch(known, {t: p for t, p in project_ids.items() if p is not None}, kind)
             async with connect() as conn:
                 try:
                     await apply_batch(conn, batch, now, settings)
                 except psycopg.errors.DataError:
                     refused = await apply_one_by_one(conn, batch, now, settings)
+                    groups = dict(batch.groups())
                     for key, reason in refused.items():
-                        distinct_id = key.split(":", 1)[1]
+                        distinct_id = groups[key]["d"]
                         message = f"refused by the database: {reason}"
                         for index in batch.indexes[key]:
-                            errors.append(RecordError(index, "$distinct_id", distinct_id, "", message))
+                            errors.append(RecordError(index, id_field, distinct_id, "", message))
     errors.sort(key=lambda e: e.index)
     return Outcome(total=len(records), failures=errors)

@@ -25,13 +25,18 @@ from psycopg import AsyncConnection
 from profilestore.ingest.records import Update
 from profilestore.settings import Settings
 
-APPLY = "SELECT profilestore_apply_profiles(%s::jsonb, %s::jsonb, %s, %s::jsonb, %s, %s, %s, %s)"
+# One function per kind of profile: the same statement shapes on profiles / group_profiles.
+APPLY = {
+    "profile": "SELECT profilestore_apply_profiles(%s::jsonb, %s::jsonb, %s, %s::jsonb, %s, %s, %s, %s)",
+    "group": "SELECT profilestore_apply_groups(%s::jsonb, %s::jsonb, %s, %s::jsonb, %s, %s, %s, %s)",
+}
 
 _FAST_KEYS = frozenset({"t", "it", "set"})
 
 
 @dataclass
 class Batch:
+    kind: str = "profile"  # or "group": which function applies it (APPLY)
     fast: list[dict[str, Any]] = field(default_factory=list)
     slow: dict[str, dict[str, Any]] = field(default_factory=dict)
     indexes: dict[str, list[int]] = field(default_factory=dict)  # "project:distinct_id" -> record indexes
@@ -39,19 +44,26 @@ class Batch:
     has_delete: bool = False
 
     def groups(self) -> list[tuple[str, dict[str, Any]]]:
-        """(key, group) of every profile, fast ones as one-group batches of their own kind."""
-        keyed = [(f"{g['p']}:{g['d']}", g) for g in self.fast]
-        return sorted([*keyed, *self.slow.items()], key=lambda kg: (kg[1]["p"], kg[1]["d"]))
+        """(key, group) of every profile, in the functions' lock order."""
+        keyed = [(_key(g["p"], g.get("k"), g["d"]), g) for g in self.fast]
+        return sorted(
+            [*keyed, *self.slow.items()], key=lambda kg: (kg[1]["p"], kg[1].get("k", ""), kg[1]["d"])
+        )
 
 
-def build_batch(updates: list[Update], project_ids: dict[str, int]) -> Batch:
+def _key(project_id: int, group_key: str | None, distinct_id: str) -> str:
+    """A profile's key within a batch: "project:distinct_id", or "project:group_key:group_id" for groups."""
+    return f"{project_id}:{distinct_id}" if group_key is None else f"{project_id}:{group_key}:{distinct_id}"
+
+
+def build_batch(updates: list[Update], project_ids: dict[str, int], kind: str = "profile") -> Batch:
     """Groups updates by (project, distinct_id), keeping arrival order; splits fast from slow groups.
 
     The updates' body dicts are used as they are (a fast group *is* its update's body plus its key)."""
-    batch = Batch()
+    batch = Batch(kind=kind)
     by_key: dict[str, list[Update]] = {}
     for update in updates:
-        key = f"{project_ids[update.project_token]}:{update.distinct_id}"
+        key = _key(project_ids[update.project_token], update.group_key, update.distinct_id)
         same = by_key.get(key)
         if same is None:
             by_key[key] = [update]
@@ -65,17 +77,22 @@ def build_batch(updates: list[Update], project_ids: dict[str, int]) -> Batch:
             body["p"] = project_id
             body["d"] = first.distinct_id
             body["ft"] = dict.fromkeys(body["set"], body["t"])
+            if first.group_key is not None:
+                body["k"] = first.group_key
             batch.fast.append(body)
         else:
             slow: dict[str, Any] = {"p": project_id, "d": first.distinct_id, "u": [u.body for u in group]}
+            if first.group_key is not None:
+                slow["k"] = first.group_key
             if any("del" in u.body for u in group):
                 slow["x"] = True
                 batch.has_delete = True
             batch.slow[key] = slow
         batch.indexes[key] = [u.index for u in group]
+        entity = first.distinct_id if first.group_key is None else f"{first.group_key}/{first.distinct_id}"
         for update in group:
             for operation, prop, reason in update.warnings:
-                batch.warnings.append([project_id, update.distinct_id, operation, prop, reason])
+                batch.warnings.append([project_id, entity, operation, prop, reason])
     return batch
 
 
@@ -94,7 +111,7 @@ def _params(batch: Batch, now: float, settings: Settings) -> tuple[Any, ...]:
 
 async def apply_batch(conn: AsyncConnection[Any], batch: Batch, now: float, settings: Settings) -> None:
     """The whole batch in one statement (autocommit: one implicit transaction)."""
-    await conn.execute(APPLY, _params(batch, now, settings))
+    await conn.execute(APPLY[batch.kind], _params(batch, now, settings))
 
 
 async def apply_one_by_one(
@@ -106,14 +123,16 @@ async def apply_one_by_one(
     async with conn.transaction():
         for key, group in batch.groups():
             if key in batch.slow:
-                single = Batch(slow={key: group}, has_delete="x" in group)
+                single = Batch(batch.kind, slow={key: group}, has_delete="x" in group)
             else:
-                single = Batch(fast=[group])
+                single = Batch(batch.kind, fast=[group])
             try:
                 async with conn.transaction():
-                    await conn.execute(APPLY, _params(single, now, settings))
+                    await conn.execute(APPLY[batch.kind], _params(single, now, settings))
             except psycopg.errors.DataError as exc:
                 refused[key] = exc.diag.message_primary or "value refused by the database"
         if batch.warnings:
-            await conn.execute(APPLY, _params(Batch(warnings=batch.warnings), now, settings))
+            await conn.execute(
+                APPLY[batch.kind], _params(Batch(batch.kind, warnings=batch.warnings), now, settings)
+            )
     return refused
