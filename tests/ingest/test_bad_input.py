@@ -389,3 +389,34 @@ def test_conflicts_of_one_record_are_reported_once(client: httpx.Client, project
         ("$add", "the stored value is a string, not a number"),
         ("$append", "the stored value is a string, not a list"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("number", "path"),
+    [("18446744073709551616", "$set.big"), ("0.12345678901234567890123", "$set.big"), ("1e400", None)],
+)
+def test_numbers_a_double_cannot_hold_are_refused_not_altered(
+    client: httpx.Client, project: Row, db: psycopg.Connection[Row], number: str, path: str | None
+) -> None:
+    token = project["token"]
+    body = (
+        f'[{{"$token": "{token}", "$distinct_id": "big", "$set": {{"big": {number}}}}},'
+        f' {{"$token": "{token}", "$distinct_id": "ok", "$set": {{"id": "12345678901234567890", "n": 0.5}}}}]'
+    )
+    response = client.post(
+        "/engage", params={"verbose": "2"}, content=body, headers={"Content-Type": "application/json"}
+    )
+    if path is None:  # not even a double: the body is unreadable, as orjson says
+        assert response.status_code == 400
+        return
+    assert response.status_code == 400
+    [failure] = response.json()["failed_records"]
+    assert (failure["index"], failure["field"]) == (0, path)
+    assert number in failure["message"]
+    stored = {
+        r["distinct_id"]: r["properties"]
+        for r in db.execute(
+            "SELECT distinct_id, properties FROM profiles WHERE project_id = %s", (project["id"],)
+        ).fetchall()
+    }
+    assert stored == {"ok": {"id": "12345678901234567890", "n": 0.5}}

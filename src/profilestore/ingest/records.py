@@ -16,6 +16,7 @@ from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr, TypeA
 from typing_extensions import TypedDict
 
 from profilestore.ingest.responses import RecordError
+from profilestore.ingest.wire import InexactNumber
 from profilestore.settings import Settings
 
 Number = StrictInt | StrictFloat
@@ -235,6 +236,12 @@ def validate_updates(
     errors: list[RecordError] = []
     check_size = body_bytes > settings.max_record_bytes
     for index, record in enumerate(records):
+        if isinstance(record, InexactNumber):
+            message = f"the number {record.number} cannot be stored exactly; send it as a string"
+            errors.append(
+                RecordError(index, id_field, record_id(record.record, id_field), record.path, message)
+            )
+            continue
         if not isinstance(record, dict):
             errors.append(RecordError(index, id_field, None, "", "must be a JSON object"))
             continue

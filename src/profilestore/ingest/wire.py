@@ -13,9 +13,11 @@ wrong ends as `records=None` with a plain-words `error`, for the endpoint to ans
 from __future__ import annotations
 
 import binascii
+import json
 import re
 import zlib
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
@@ -252,12 +254,12 @@ def _decode_data(value: str) -> Decoded:
 
 def _parse_json(text: bytes | str, what: str) -> Decoded:
     try:
-        parsed = orjson.loads(text)
+        parsed = _mark_inexact(text, orjson.loads(text))
     except orjson.JSONDecodeError as exc:
         return None, f"{what} is not valid JSON: {exc}"
     if isinstance(parsed, list):
         return parsed, None
-    if isinstance(parsed, dict):
+    if isinstance(parsed, (dict, InexactNumber)):
         return [parsed], None
     return None, _NOT_RECORDS
 
@@ -284,7 +286,7 @@ def _parse_ndjson(body: bytes) -> Decoded:
         if _first_char(line) == b"":
             continue
         try:
-            parsed = orjson.loads(line)
+            parsed = _mark_inexact(line, orjson.loads(line))
         except orjson.JSONDecodeError as exc:
             return None, f"line {number} is not valid JSON: {exc}"
         if isinstance(parsed, list):  # a line holding an array of records
@@ -292,6 +294,62 @@ def _parse_ndjson(body: bytes) -> Decoded:
         else:
             records.append(parsed)
     return records, None
+
+
+# --- numbers a double cannot hold -------------------------------------------------------------------------
+
+
+@dataclass
+class InexactNumber:
+    """A record with a number that orjson would have changed (over 64-bit integers, or more significant
+    digits than a double holds).  Records are never stored altered: validation rejects this one, naming the
+    field (`path`) and the number as sent."""
+
+    record: Any
+    path: str
+    number: str
+
+
+# Any number that could lose precision has 16 or more digits in a row (or split by one point); bodies
+# without such a run -- nearly all -- skip the exact check below.
+_LONG_DIGITS = re.compile(rb"\d[\d.]{15,}")
+
+
+def _mark_inexact(text: bytes | str, parsed: Any) -> Any:
+    """`parsed` (orjson's reading of `text`), with every record holding an inexact number wrapped."""
+    raw = text.encode() if isinstance(text, str) else text
+    if not _LONG_DIGITS.search(raw):
+        return parsed
+    exact = json.loads(raw, parse_float=Decimal)
+    if isinstance(parsed, list) and isinstance(exact, list):
+        return [_wrap_if_inexact(p, e) for p, e in zip(parsed, exact, strict=True)]
+    return _wrap_if_inexact(parsed, exact)
+
+
+def _wrap_if_inexact(parsed: Any, exact: Any) -> Any:
+    found = _first_inexact(parsed, exact, "")
+    return parsed if found is None else InexactNumber(parsed, found[0], found[1])
+
+
+def _first_inexact(parsed: Any, exact: Any, path: str) -> tuple[str, str] | None:
+    if isinstance(exact, dict):
+        for key, value in exact.items():
+            found = _first_inexact(parsed[key], value, f"{path}.{key}" if path else key)
+            if found:
+                return found
+    elif isinstance(exact, list):
+        for i, value in enumerate(exact):
+            found = _first_inexact(parsed[i], value, f"{path}[{i}]")
+            if found:
+                return found
+    elif isinstance(exact, bool) or exact is None or isinstance(exact, str):
+        return None
+    elif isinstance(exact, int):
+        if not (isinstance(parsed, int) and parsed == exact):
+            return path, str(exact)
+    elif isinstance(exact, Decimal) and Decimal(repr(parsed)) != exact:
+        return path, str(exact)
+    return None
 
 
 def _looks_like_json(data: bytes) -> bool:
