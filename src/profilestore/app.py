@@ -24,6 +24,7 @@ from profilestore import __version__
 from profilestore.db.engine import make_pool
 from profilestore.deps import PoolDep, SettingsDep
 from profilestore.errors import DatabaseUnavailable, ProfilestoreError
+from profilestore.ingest.events_routes import router as events_router
 from profilestore.ingest.routes import router as ingest_router
 from profilestore.projects import TokenCache
 from profilestore.settings import Settings, get_settings
@@ -31,6 +32,7 @@ from profilestore.settings import Settings, get_settings
 log = logging.getLogger("profilestore")
 
 TOMBSTONE_SWEEP_SECONDS = 3600.0
+PARTITION_CHECK_SECONDS = 86400.0
 
 
 def resolve_database_url(settings: Settings) -> str:
@@ -51,6 +53,16 @@ async def _sweep_tombstones(app: FastAPI) -> None:
                     "DELETE FROM profile_tombstones WHERE ctid IN (SELECT ctid FROM profile_tombstones"
                     " WHERE delete_until < extract(epoch FROM now()) FOR UPDATE SKIP LOCKED LIMIT 10000)"
                 )
+
+
+async def _ensure_partitions(app: FastAPI) -> None:
+    """Creates the monthly `events` partitions of this month and the next 3, at start-up and then daily
+    (db/sql/0003_event_partitions.sql); a database that is down is tried again at the next round."""
+    while True:
+        with contextlib.suppress(psycopg.Error, PoolTimeout):
+            async with app.state.pool.connection() as conn:
+                await conn.execute("SELECT profilestore_ensure_event_partitions(now(), 4)")
+        await asyncio.sleep(PARTITION_CHECK_SECONDS)
 
 
 def _tune_gc() -> None:
@@ -80,10 +92,12 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         app.state.pool = pool
         _tune_gc()
         sweeper = asyncio.create_task(_sweep_tombstones(app))
+        partitioner = asyncio.create_task(_ensure_partitions(app))
         try:
             yield
         finally:
             sweeper.cancel()
+            partitioner.cancel()
             await pool.close()
 
     app = FastAPI(
@@ -105,6 +119,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         max_age=86400,
     )
     app.include_router(ingest_router)
+    app.include_router(events_router)
     _install_error_handlers(app)
 
     @app.get("/healthz", summary="The process is up")

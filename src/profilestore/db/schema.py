@@ -1,6 +1,6 @@
 """The tables, as SQLAlchemy Core metadata: Alembic's source of truth and the names other modules query.
 
-`projects`, `profiles` (and later `group_profiles`, `events`, `cohorts`) are an interface: analysts query
+`projects`, `profiles`, `events` (and later `group_profiles`, `cohorts`) are an interface: analysts query
 them directly, so their names and documented columns are stable (README, operations.md).  Columns marked
 internal are bookkeeping for the update rules of ingest.md section 3 and may change.
 """
@@ -119,4 +119,38 @@ group_profile_tombstones = Table(
     Column("delete_time", Double, nullable=False),
     Column("delete_until", Double, nullable=False),
     PrimaryKeyConstraint("project_id", "group_key", "group_id"),
+)
+
+# Partitioned by month on `time` (partitions events_YYYY_MM and events_default are created by the migration
+# and by profilestore_ensure_event_partitions, db/sql/0003_event_partitions.sql; they are not in this metadata
+# and migrations/env.py keeps `alembic check` from reporting them).
+# distinct_id is '' for events with no user.
+# insert_id is NULL for /track events sent without $insert_id: NULLs are distinct in the unique index, so such
+# events are never deduplicated.  The unique index holds the partition key `time`, as Postgres requires.
+events = Table(
+    "events",
+    metadata,
+    Column("project_id", BigInteger, nullable=False),
+    Column("event", Text, nullable=False),
+    Column("distinct_id", Text, nullable=False),
+    Column("time", DateTime(timezone=True), nullable=False),
+    Column("insert_id", Text),
+    Column("properties", JSONB, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_events_project_id_distinct_id_time", "project_id", "distinct_id", text("time DESC")),
+    Index("ix_events_project_id_event_time", "project_id", "event", "time"),
+    Index("uq_events_dedupe", "project_id", "event", "distinct_id", "time", "insert_id", unique=True),
+    postgresql_partition_by="RANGE (time)",
+)
+
+# Everyone who has done an event, with the times of their first and last one ("All Users" without
+# scanning events); upserted by every /track and /import request.
+users_seen = Table(
+    "users_seen",
+    metadata,
+    Column("project_id", BigInteger, nullable=False),
+    Column("distinct_id", Text, nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("project_id", "distinct_id"),
 )

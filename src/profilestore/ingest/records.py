@@ -103,15 +103,17 @@ def _field_error(error: Any) -> tuple[str, str]:
     return ".".join(loc), message
 
 
-def _id_text(raw: Any) -> str:
-    """A distinct_id as text: strings as they are, anything else as its JSON (a number's decimal text)."""
+def id_text(raw: Any) -> str:
+    """An id as text: strings as they are, a whole float as an integer, anything else as its JSON."""
+    if isinstance(raw, float) and raw.is_integer():
+        return str(int(raw))
     return raw if isinstance(raw, str) else orjson.dumps(raw, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def record_id(record: Any, id_field: str = "$distinct_id") -> str | None:
     """The `$distinct_id` (or `$group_id`) of a raw record as text, for error reports; None without one."""
     if isinstance(record, dict) and record.get(id_field) is not None:
-        return _id_text(record[id_field])
+        return id_text(record[id_field])
     return None
 
 
@@ -168,14 +170,12 @@ def _normalise(
         return RecordError(index, id_field, distinct, path, message)
 
     raw_id = rec.get(id_field)
-    distinct = None if raw_id is None else (raw_id if isinstance(raw_id, str) else _id_text(raw_id))
+    distinct = None if raw_id is None else (raw_id if isinstance(raw_id, str) else id_text(raw_id))
     if "$token" not in rec:
         return fail("$token", "is required")
     if raw_id is None:
         return fail(id_field, "is required")
     assert distinct is not None
-    if isinstance(raw_id, float) and raw_id.is_integer():
-        distinct = str(int(raw_id))
     if not distinct or not distinct.strip():
         return fail(id_field, "must not be empty")
     if len(distinct) > 255:
