@@ -18,6 +18,7 @@ import uvicorn
 from profilestore import projects
 from profilestore.app import create_app
 from profilestore.db.engine import libpq_dsn
+from profilestore.server import uvicorn_options as server_options
 from profilestore.settings import Settings
 
 SPEC = Path(__file__).resolve().parents[2] / "shared" / "spec"
@@ -43,7 +44,8 @@ class LiveServer:
         scheme = "https" if "ssl_certfile" in uvicorn_options else "http"
         self.url = f"{scheme}://127.0.0.1:{self.port}"
         app = create_app(settings, database_url=database_url)
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", **uvicorn_options)
+        options = {**server_options(), **uvicorn_options}
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", **options)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

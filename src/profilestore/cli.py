@@ -18,6 +18,7 @@ from profilestore.app import resolve_database_url
 from profilestore.db import migrate
 from profilestore.db.engine import libpq_dsn
 from profilestore.errors import ProfilestoreError
+from profilestore.server import uvicorn_options
 from profilestore.settings import Settings, get_settings
 
 app = typer.Typer(help="A self-hosted, Mixpanel-compatible user-profile store.", no_args_is_help=True)
@@ -88,6 +89,7 @@ def serve(
         ssl_keyfile=ssl_keyfile,
         access_log=access_log,
         log_level="info",
+        **uvicorn_options(),
     )
 
 

@@ -268,8 +268,9 @@ def test_track_refuses_numbers_a_double_cannot_hold(
     client: httpx.Client, project: dict[str, Any], db: psycopg.Connection[dict[str, Any]]
 ) -> None:
     token = project["token"]
+    big = 18446744073709551616
     body = (
-        f'[{{"event": "big", "properties": {{"token": "{token}", "distinct_id": "u1", "n": 18446744073709551616}}}},'
+        f'[{{"event": "big", "properties": {{"token": "{token}", "distinct_id": "u1", "n": {big}}}}},'
         f' {{"event": "ok", "properties": {{"token": "{token}", "distinct_id": "u1", "n": 1}}}}]'
     )
     response = client.post(

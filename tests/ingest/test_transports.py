@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import http.client
 import json
 from collections.abc import Callable
 from typing import Any
@@ -303,3 +304,17 @@ def test_time_as_numeric_text(client: httpx.Client, project: dict[str, Any], db:
         (project["id"],),
     ).fetchone()
     assert row["t"] == 1000010
+
+
+def test_get_with_a_url_over_64_kib(server: Any, project: dict[str, Any], db: Any) -> None:
+    """The Node SDK sends single calls as GET ?data=: a 200 KB record makes a URL far over 64 KiB.
+    (http.client, because httpx itself refuses such URLs.)"""
+    record = {"$token": project["token"], "$distinct_id": "long-url", "$set": {"blob": "x" * 200_000}}
+    data = base64.b64encode(json.dumps(record).encode()).decode()
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request("GET", "/engage?" + urlencode({"data": data, "verbose": "1"}))
+    response = conn.getresponse()
+    assert (response.status, json.loads(response.read())) == (200, {"status": 1, "error": None})
+    conn.close()
+    row = db.execute("SELECT properties FROM profiles WHERE project_id = %s", (project["id"],)).fetchone()
+    assert len(row["properties"]["blob"]) == 200_000
