@@ -318,12 +318,23 @@ _LONG_DIGITS = re.compile(rb"\d[\d.]{15,}")
 def _mark_inexact(text: bytes | str, parsed: Any) -> Any:
     """`parsed` (orjson's reading of `text`), with every record holding an inexact number wrapped."""
     raw = text.encode() if isinstance(text, str) else text
-    if not _LONG_DIGITS.search(raw):
+    if not any(_may_change(m.group()) for m in _LONG_DIGITS.finditer(raw)):
         return parsed
     exact = json.loads(raw, parse_float=Decimal)
     if isinstance(parsed, list) and isinstance(exact, list):
         return [_wrap_if_inexact(p, e) for p, e in zip(parsed, exact, strict=True)]
     return _wrap_if_inexact(parsed, exact)
+
+
+def _may_change(token: bytes) -> bool:
+    """Whether a run of digits (maybe a number, maybe inside a string) could read differently as a double.
+    Float seconds such as 1732300000.123456 -- in nearly every event -- come back as they were sent."""
+    try:
+        number = float(token)
+    except ValueError:
+        return True
+    text = repr(number)
+    return text.encode() != token and Decimal(text) != Decimal(token.decode())
 
 
 def _wrap_if_inexact(parsed: Any, exact: Any) -> Any:
