@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from mixpanel import Consumer, Mixpanel
+from mixpanel import BufferedConsumer, Consumer, Mixpanel
 
 from support import SPEC, LiveServer
 
@@ -95,3 +95,19 @@ def test_group_conflicts_are_warnings(client: httpx.Client, project: Row) -> Non
     response = client.get("/api/ingestion-warnings", auth=(project["api_secret"], ""))
     [warning] = response.json()["results"]
     assert (warning["kind"], warning["distinct_id"], warning["property"]) == ("group", "company/acme", "name")
+
+
+def test_python_sdk_buffered_group_calls(
+    server: LiveServer, project: Row, db: psycopg.Connection[Row]
+) -> None:
+    consumer = BufferedConsumer(max_size=3, groups_url=f"{server.url}/groups")
+    mp = Mixpanel(project["token"], consumer=consumer)
+    for i in range(7):
+        mp.group_set("team", f"t{i}", {"size": i})
+    mp.group_union("team", "t1", {"tools": ["git"]})
+    consumer.flush()
+    found = groups_of(db, project["id"])
+    assert {k: v["properties"] for k, v in found.items()} == {
+        **{("team", f"t{i}"): {"size": i} for i in range(7)},
+        ("team", "t1"): {"size": 1, "tools": ["git"]},
+    }
