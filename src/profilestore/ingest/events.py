@@ -20,13 +20,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import orjson
 from pydantic import Field, StrictFloat, StrictInt, StrictStr, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
-from profilestore.ingest.records import id_text, parse_time
+from profilestore.ingest.records import id_text, parse_time, precheck
 from profilestore.ingest.responses import RecordError
-from profilestore.ingest.wire import InexactNumber
 from profilestore.settings import Settings
 
 EVENT_MIN_TIME = 31_536_000.0  # 1971-01-01T00:00:00Z: earlier times are invalid
@@ -167,18 +165,17 @@ def validate_events(
     errors: list[RecordError] = []
     check_size = body_bytes > settings.max_record_bytes
     for index, record in enumerate(records):
-        if isinstance(record, InexactNumber):
-            message = f"the number {record.number} cannot be stored exactly; send it as a string"
-            errors.append(
-                RecordError(index, id_field, error_id(record.record, id_field), record.path, message)
-            )
-            continue
-        if not isinstance(record, dict):
-            errors.append(RecordError(index, id_field, None, "", "must be a JSON object"))
-            continue
-        if check_size and len(orjson.dumps(record)) > settings.max_record_bytes:
-            message = f"the event is over {settings.max_record_bytes} bytes"
-            errors.append(RecordError(index, id_field, error_id(record, id_field), "", message))
+        problem = precheck(
+            index,
+            record,
+            id_field=id_field,
+            id_of=error_id,
+            check_size=check_size,
+            max_bytes=settings.max_record_bytes,
+            noun="event",
+        )
+        if problem:
+            errors.append(problem)
             continue
         try:
             rec = _record_adapter.validate_python(record)

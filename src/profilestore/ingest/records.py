@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -227,6 +228,30 @@ def _normalise(
     return update
 
 
+def precheck(
+    index: int,
+    record: Any,
+    *,
+    id_field: str,
+    id_of: Callable[[Any, str], str | None],
+    check_size: bool,
+    max_bytes: int,
+    noun: str = "record",
+) -> RecordError | None:
+    """What every ingested record is checked for before its shape (/engage, /groups, /track, /import): a
+    number that would not be stored exactly, not being a JSON object, its size."""
+    if isinstance(record, InexactNumber):
+        message = f"the number {record.number} cannot be stored exactly; send it as a string"
+        return RecordError(index, id_field, id_of(record.record, id_field), record.path, message)
+    if not isinstance(record, dict):
+        return RecordError(index, id_field, None, "", "must be a JSON object")
+    if check_size and len(orjson.dumps(record)) > max_bytes:
+        return RecordError(
+            index, id_field, id_of(record, id_field), "", f"the {noun} is over {max_bytes} bytes"
+        )
+    return None
+
+
 def validate_updates(
     records: list[Any], *, now: float, settings: Settings, body_bytes: int, id_field: str = "$distinct_id"
 ) -> tuple[list[Update], list[RecordError]]:
@@ -236,18 +261,16 @@ def validate_updates(
     errors: list[RecordError] = []
     check_size = body_bytes > settings.max_record_bytes
     for index, record in enumerate(records):
-        if isinstance(record, InexactNumber):
-            message = f"the number {record.number} cannot be stored exactly; send it as a string"
-            errors.append(
-                RecordError(index, id_field, record_id(record.record, id_field), record.path, message)
-            )
-            continue
-        if not isinstance(record, dict):
-            errors.append(RecordError(index, id_field, None, "", "must be a JSON object"))
-            continue
-        if check_size and len(orjson.dumps(record)) > settings.max_record_bytes:
-            message = f"the record is over {settings.max_record_bytes} bytes"
-            errors.append(RecordError(index, id_field, record_id(record, id_field), "", message))
+        problem = precheck(
+            index,
+            record,
+            id_field=id_field,
+            id_of=record_id,
+            check_size=check_size,
+            max_bytes=settings.max_record_bytes,
+        )
+        if problem:
+            errors.append(problem)
             continue
         try:
             rec = _record_adapter.validate_python(record)
