@@ -5,7 +5,7 @@ All `async def`: a plain `def` dependency costs a thread-pool round trip on ever
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 from psycopg_pool import AsyncConnectionPool
@@ -51,13 +51,12 @@ async def _project_id(request: Request, pool: PoolDep, settings: SettingsDep) ->
             raise BadRequest("project_id must be an integer") from None
     secret = auth.candidate_secret(credentials, service_account=project_id is not None)
     async with database(pool, settings) as conn:
-        candidates: list[tuple[int, Any]] = await projects.project_secret_hashes(conn, None)
-    matched = [pid for pid, stored in candidates if auth.secret_matches(secret, stored)]
-    if not matched:
+        owner = await projects.project_of_secret(conn, secret)
+    if owner is None:
         raise Unauthorized()
-    if project_id is not None and project_id not in matched:
+    if project_id is not None and project_id != owner:
         raise Forbidden(f"this secret does not belong to project {project_id}")
-    return project_id if project_id is not None else matched[0]
+    return owner
 
 
 ProjectDep = Annotated[int, Depends(_project_id)]

@@ -15,7 +15,7 @@ from psycopg import AsyncConnection
 from psycopg.errors import UniqueViolation
 from sqlalchemy import insert, select, update
 
-from profilestore.auth import hash_secret
+from profilestore.auth import hash_secret, secret_matches
 from profilestore.db.engine import compile_query
 from profilestore.db.schema import projects
 from profilestore.errors import BadRequest
@@ -78,6 +78,15 @@ async def project_secret_hashes(conn: Conn, project_id: int | None) -> list[tupl
     if project_id is not None:
         stmt = stmt.where(projects.c.id == project_id)
     return [(row["id"], row["api_secret_hash"]) for row in await _run(conn, stmt)]
+
+
+async def project_of_secret(conn: Conn, secret: str, project_id: int | None = None) -> int | None:
+    """The project whose API secret this is (only project `project_id`, when given), or None.  Every
+    stored hash is compared, in constant time each (auth.secret_matches)."""
+    for pid, stored in await project_secret_hashes(conn, project_id):
+        if secret_matches(secret, stored):
+            return pid
+    return None
 
 
 class TokenCache:

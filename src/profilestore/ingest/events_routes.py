@@ -15,13 +15,11 @@ sends `verbose=1` and requires `{"status": 1}` back.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Any
 
 import psycopg
 from fastapi import APIRouter, Request, Response
-from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from profilestore import auth, projects
@@ -30,7 +28,7 @@ from profilestore.errors import BadRequest, ProfilestoreError, Unauthorized
 from profilestore.ingest.events import Event, dedupe, error_id, validate_events
 from profilestore.ingest.events_sql import build_event_batch, insert_events, insert_one_by_one
 from profilestore.ingest.responses import Outcome, RecordError, ingest_error_response, ingest_response
-from profilestore.ingest.service import database
+from profilestore.ingest.service import connector
 from profilestore.ingest.wire import read_wire_request
 from profilestore.projects import TokenCache
 from profilestore.settings import Settings
@@ -117,9 +115,7 @@ async def ingest_events(
     )
     errors.extend(over)
 
-    def connect() -> contextlib.AbstractAsyncContextManager[AsyncConnection[Any]]:
-        return database(pool, settings)
-
+    connect = connector(pool, settings)
     pairs: list[tuple[int, Event]] = []
     if project_id is not None:
         pairs = [(project_id, ev) for ev in events]
@@ -174,10 +170,7 @@ async def _import_project(
         except ValueError:
             raise BadRequest("project_id must be an integer") from None
     user, password = credentials
-
-    def connect() -> contextlib.AbstractAsyncContextManager[AsyncConnection[Any]]:
-        return database(pool, settings)
-
+    connect = connector(pool, settings)
     if user and not password:
         by_token = (await tokens.resolve(connect, {user})).get(user)
         if by_token is not None and wanted in (None, by_token):
@@ -186,8 +179,7 @@ async def _import_project(
     if not secret:
         raise Unauthorized(_BAD_CREDENTIALS)
     async with connect() as conn:
-        candidates: list[tuple[int, str]] = await projects.project_secret_hashes(conn, wanted)
-    for pid, stored in candidates:
-        if auth.secret_matches(secret, stored):
-            return pid
-    raise Unauthorized(_BAD_CREDENTIALS)
+        project_id = await projects.project_of_secret(conn, secret, wanted)
+    if project_id is None:
+        raise Unauthorized(_BAD_CREDENTIALS)
+    return project_id

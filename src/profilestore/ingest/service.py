@@ -8,7 +8,8 @@ and apply them in one statement (sql.py).  The database being unreachable raises
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import psycopg
@@ -35,6 +36,13 @@ async def database(pool: AsyncConnectionPool, settings: Settings) -> AsyncIterat
             f"database unavailable ({type(exc).__name__}); nothing was applied, retry later",
             retry_after=settings.retry_after_seconds,
         ) from exc
+
+
+def connector(
+    pool: AsyncConnectionPool, settings: Settings
+) -> Callable[[], contextlib.AbstractAsyncContextManager[AsyncConnection[Any]]]:
+    """`database(pool, settings)` as a no-argument factory (what TokenCache.resolve takes)."""
+    return functools.partial(database, pool, settings)
 
 
 async def ingest_profiles(
@@ -64,9 +72,7 @@ async def ingest_profiles(
     if kind == "profile":  # group profiles are not geolocated
         add_locations(updates, client_ip=client_ip, use_client_ip=use_client_ip, locator=locator)
 
-    def connect() -> contextlib.AbstractAsyncContextManager[AsyncConnection[Any]]:
-        return database(pool, settings)
-
+    connect = connector(pool, settings)
     if updates:
         project_ids = await tokens.resolve(connect, {u.project_token for u in updates})
         known = []
