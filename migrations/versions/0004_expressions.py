@@ -1,0 +1,41 @@
+"""The expression language's SQL helpers (profilestore_keys, safe casts and arithmetic).
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-11-25
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from alembic import op
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+SQL = Path(__file__).resolve().parents[2] / "src" / "profilestore" / "db" / "sql" / "0004_expressions.sql"
+
+# `CREATE FUNCTION name(arg type, ...)`: the signatures to drop, read from the file so the two never disagree.
+_SIGNATURE = re.compile(r"^CREATE FUNCTION (\w+)\(([^)]*)\)", re.MULTILINE)
+
+
+def _signatures(text: str) -> list[str]:
+    found = []
+    for name, args in _SIGNATURE.findall(text):
+        types = ", ".join(arg.split()[-1] for arg in args.split(",") if arg.strip())
+        found.append(f"{name}({types})")
+    return found
+
+
+def upgrade() -> None:
+    op.execute(SQL.read_text())
+
+
+def downgrade() -> None:
+    # Reverse order: later functions call earlier ones.
+    for signature in reversed(_signatures(SQL.read_text())):
+        op.execute(f"DROP FUNCTION {signature}")
