@@ -32,7 +32,8 @@ def _signatures(text: str) -> list[str]:
 
 
 def upgrade() -> None:
-    op.execute(SQL.read_text())
+    # Straight to the driver: through SQLAlchemy's text(), to_char's "HH24:MI:SS" would be bind parameters.
+    op.get_bind().exec_driver_sql(SQL.read_text())
 
 
 def downgrade() -> None:

@@ -207,11 +207,14 @@ class _Compiler:
         if not items:
             return _FALSE
         column = plain[0]
+        # A list or object member: containment (indexable) narrows, then jsonb equality decides (nested
+        # containment alone would also take [1, 2] for [1]); never NULL, as the property is then present.
         arms = [
             self.contains(column, prop.name, item)
             if _is_scalar(item)
             else _f(
-                "{} -> {} = {}",
+                "({} AND {} -> {} = {})",
+                self.contains(column, prop.name, item),
                 column,
                 self.param(prop.name, "text"),
                 self.param(Jsonb(_thaw(item)), "jsonb"),

@@ -152,8 +152,8 @@ def truthy(value: Any) -> bool:
 
 
 def to_boolean(v: Any) -> bool | _Undefined:
-    if v is UNDEFINED:
-        return UNDEFINED
+    if isinstance(v, _Undefined):
+        return v
     if isinstance(v, bool):
         return v
     if is_number(v):

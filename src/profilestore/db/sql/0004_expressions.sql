@@ -88,7 +88,7 @@ BEGIN
     IF y < 1 OR m < 1 OR m > 12 OR d < 1 OR hh > 23 OR mi > 59 OR ss > 59 THEN
         RETURN NULL;
     END IF;
-    last := CASE WHEN m = 2 THEN CASE WHEN (y % 4 = 0 AND y % 100 <> 0) OR y % 400 = 0 THEN 29 ELSE 28 END
+    last := CASE WHEN m = 2 THEN CASE WHEN (mod(y, 4) = 0 AND mod(y, 100) <> 0) OR mod(y, 400) = 0 THEN 29 ELSE 28 END
                  WHEN m IN (4, 6, 9, 11) THEN 30 ELSE 31 END;
     IF d > last THEN
         RETURN NULL;
@@ -328,7 +328,7 @@ BEGIN
         RETURN a;
     END IF;
     IF a = trunc(a) AND b = trunc(b) AND abs(a) < 9007199254740992 AND abs(b) < 9007199254740992 THEN
-        RETURN (a::bigint % b::bigint)::float8;
+        RETURN mod(a::bigint, b::bigint)::float8;
     END IF;
     ba := profilestore_float_bits(a);
     bb := profilestore_float_bits(b);
