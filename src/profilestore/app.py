@@ -27,12 +27,17 @@ from profilestore.errors import DatabaseUnavailable, ProfilestoreError
 from profilestore.ingest.events_routes import router as events_router
 from profilestore.ingest.routes import router as ingest_router
 from profilestore.projects import TokenCache
+from profilestore.query import sql as query_sql
+from profilestore.query.routes import router as query_router
 from profilestore.settings import Settings, get_settings
 
 log = logging.getLogger("profilestore")
 
 TOMBSTONE_SWEEP_SECONDS = 3600.0
 PARTITION_CHECK_SECONDS = 86400.0
+SESSION_SWEEP_SECONDS = 300.0
+# Paths whose errors answer in Mixpanel's read-API shape, {"error": message} (query.md).
+MIXPANEL_READ_PATHS = ("/api/2.0/", "/api/query/")
 
 
 def resolve_database_url(settings: Settings) -> str:
@@ -53,6 +58,16 @@ async def _sweep_tombstones(app: FastAPI) -> None:
                     "DELETE FROM profile_tombstones WHERE ctid IN (SELECT ctid FROM profile_tombstones"
                     " WHERE delete_until < extract(epoch FROM now()) FOR UPDATE SKIP LOCKED LIMIT 10000)"
                 )
+
+
+async def _expire_query_sessions(app: FastAPI) -> None:
+    """Drops /api/2.0/engage pagination sessions idle for longer than their expiry, every few minutes."""
+    settings: Settings = app.state.settings
+    while True:
+        await asyncio.sleep(SESSION_SWEEP_SECONDS)
+        with contextlib.suppress(psycopg.Error, PoolTimeout):
+            async with app.state.pool.connection() as conn:
+                await conn.execute(query_sql.EXPIRE_SESSIONS, {"idle": settings.query_session_idle_seconds})
 
 
 async def _ensure_partitions(app: FastAPI) -> None:
@@ -93,11 +108,13 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         _tune_gc()
         sweeper = asyncio.create_task(_sweep_tombstones(app))
         partitioner = asyncio.create_task(_ensure_partitions(app))
+        sessions = asyncio.create_task(_expire_query_sessions(app))
         try:
             yield
         finally:
             sweeper.cancel()
             partitioner.cancel()
+            sessions.cancel()
             await pool.close()
 
     app = FastAPI(
@@ -120,6 +137,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     )
     app.include_router(ingest_router)
     app.include_router(events_router)
+    app.include_router(query_router)
     _install_error_handlers(app)
 
     @app.get("/healthz", summary="The process is up")
@@ -144,12 +162,20 @@ def _error_body(name: str, detail: object) -> dict[str, object]:
     return {"error": name, "detail": detail}
 
 
+def _error_response(request: Request, exc: ProfilestoreError) -> JSONResponse:
+    """The service's shape `{"error": Name, "detail": message}`, or Mixpanel's `{"error": message}` on the
+    Mixpanel-compatible read paths."""
+    if request.url.path.startswith(MIXPANEL_READ_PATHS):
+        body: dict[str, object] = {"error": exc.message}
+    else:
+        body = _error_body(type(exc).__name__, exc.message)
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProfilestoreError)
-    async def domain_error(_: Request, exc: ProfilestoreError) -> JSONResponse:
-        return JSONResponse(
-            _error_body(type(exc).__name__, exc.message), status_code=exc.status_code, headers=exc.headers
-        )
+    async def domain_error(request: Request, exc: ProfilestoreError) -> JSONResponse:
+        return _error_response(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -166,7 +192,6 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         if isinstance(exc, (PoolTimeout, psycopg.OperationalError)):
             settings: Settings = request.app.state.settings
-            err = DatabaseUnavailable(retry_after=settings.retry_after_seconds)
-            return JSONResponse(_error_body("DatabaseUnavailable", err.message), 503, headers=err.headers)
+            return _error_response(request, DatabaseUnavailable(retry_after=settings.retry_after_seconds))
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return JSONResponse(_error_body("InternalError", "unexpected error; it has been logged"), 500)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
@@ -132,6 +133,45 @@ def projects_rotate_secret(name: str, as_json: JsonOpt = False) -> None:
         print(json.dumps({"name": name, "api_secret": secret}))
     else:
         console.print(f"api_secret: {secret}")
+
+
+@app.command("export")
+def export_command(
+    token: Annotated[str, typer.Option(help="The project's token.")],
+    where: Annotated[str | None, typer.Option(help="An expression over profile properties.")] = None,
+    cohort: Annotated[int | None, typer.Option(help="Only members of this saved cohort.")] = None,
+    columns: Annotated[str | None, typer.Option(help="Properties to export, comma-separated.")] = None,
+    format: Annotated[str, typer.Option("--format", help="csv or jsonl.")] = "csv",
+    output: Annotated[str | None, typer.Option("-o", "--output", help="A file (default: stdout).")] = None,
+) -> None:
+    """Stream every matching profile as CSV or JSONL, in constant memory."""
+    from profilestore.query.engage import parse_where
+    from profilestore.query.export import ExportQuery, ExportStats, export_lines, parse_columns
+
+    if format not in ("csv", "jsonl"):
+        console.print("[red]error:[/red] --format must be csv or jsonl")
+        raise typer.Exit(2)
+    if cohort is not None:
+        console.print("[red]error:[/red] --cohort: cohorts are not available on this server yet")
+        raise typer.Exit(2)
+
+    async def work(conn: Any) -> int:
+        project_id = await projects.project_of_token(conn, token)
+        if project_id is None:
+            raise ProfilestoreError("no project has this token")
+        query = ExportQuery(
+            format="csv" if format == "csv" else "jsonl",
+            where=parse_where("--where", where),
+            columns=parse_columns(columns),
+        )
+        stats = ExportStats()
+        with open(output, "wb") if output else os.fdopen(os.dup(1), "wb") as out:
+            async for chunk in export_lines(conn, project_id, query, now=time.time(), stats=stats):
+                out.write(chunk)
+        return stats.profiles
+
+    exported = _with_connection(get_settings(), work)
+    Console(stderr=True).print(f"exported {exported} profiles")
 
 
 def main() -> None:

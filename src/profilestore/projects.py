@@ -72,6 +72,12 @@ async def rotate_secret(conn: Conn, name: str) -> str:
     return secret
 
 
+async def project_of_token(conn: Conn, token: str) -> int | None:
+    """The project a token belongs to (CLI commands that take `--token`)."""
+    rows = await _run(conn, select(projects.c.id).where(projects.c.token == token))
+    return int(rows[0]["id"]) if rows else None
+
+
 async def project_secret_hashes(conn: Conn, project_id: int | None) -> list[tuple[int, str]]:
     """(id, secret hash) of one project, or of all when project_id is None (auth.py compares them)."""
     stmt = select(projects.c.id, projects.c.api_secret_hash)

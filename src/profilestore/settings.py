@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     tombstone_days: float = 7.0
     # Updates whose $time is more than this far ahead of the receipt time are clamped to it.
     future_clamp_seconds: float = 3600.0
+    # Read API: a pagination session of /api/2.0/engage expires after this long without a request.
+    query_session_idle_seconds: float = 3600.0
+
     # Addresses whose X-Forwarded-For is believed (for geolocation, a later issue).
     trusted_proxies: list[str] = []
 

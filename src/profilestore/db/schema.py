@@ -21,7 +21,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 metadata = MetaData(
     naming_convention={
@@ -153,4 +153,49 @@ users_seen = Table(
     Column("first_seen", DateTime(timezone=True), nullable=False),
     Column("last_seen", DateTime(timezone=True), nullable=False),
     PrimaryKeyConstraint("project_id", "distinct_id"),
+)
+
+
+# Indexes for the read API's `where` (expressions/): equality on any property compiles to
+# `properties @> {"name": value}` (jsonb_path_ops: the smaller, faster GIN for containment) and `defined()` to
+# `profilestore_keys(properties) @> ARRAY[name]` (jsonb_path_ops cannot answer key existence; a GIN over the
+# key names is small).  profilestore_keys is defined by migration 0004 (db/sql/0004_expressions.sql).
+Index(
+    "ix_profiles_properties",
+    profiles.c.properties,
+    postgresql_using="gin",
+    postgresql_ops={"properties": "jsonb_path_ops"},
+)
+Index("ix_profiles_keys", func.profilestore_keys(profiles.c.properties), postgresql_using="gin")
+Index(
+    "ix_group_profiles_properties",
+    group_profiles.c.properties,
+    postgresql_using="gin",
+    postgresql_ops={"properties": "jsonb_path_ops"},
+)
+
+# internal: /api/2.0/engage pagination sessions (query/engage.py, query/sql.py).  A session pins the
+# matching ids and their order at its first request, one row per page, so any page is one primary-key
+# read, in any order.
+# UNLOGGED: no WAL for throwaway data; a crash empties them, and a client then starts again (an expired
+# session's answer).
+query_sessions = Table(
+    "query_sessions",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("project_id", BigInteger, nullable=False),
+    Column("group_key", Text),  # data_group_id: a query of group profiles
+    Column("page_size", BigInteger, nullable=False),
+    Column("total", BigInteger, nullable=False),
+    Column("touched_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    prefixes=["UNLOGGED"],
+)
+query_session_pages = Table(
+    "query_session_pages",
+    metadata,
+    Column("session_id", Text, nullable=False),
+    Column("page", BigInteger, nullable=False),
+    Column("ids", ARRAY(Text), nullable=False),
+    PrimaryKeyConstraint("session_id", "page"),
+    prefixes=["UNLOGGED"],
 )

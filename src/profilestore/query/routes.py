@@ -1,0 +1,88 @@
+"""HTTP routes of the read API: thin wrappers over engage.py and export.py.
+
+Errors on the Mixpanel-compatible paths (`/api/2.0/...`, `/api/query/...`) answer `{"error": message}` as
+query.md prescribes (app.py renders them, in one place).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Literal
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+from profilestore.deps import PoolDep, ProjectDep, SettingsDep
+from profilestore.errors import BadRequest
+from profilestore.ingest.service import database
+from profilestore.query.engage import engage_query, parse_where, query_profiles
+from profilestore.query.export import ExportQuery, export_lines, gzipped, parse_columns
+from profilestore.query.params import read_params
+
+router = APIRouter()
+
+ENGAGE_PATHS = ["/api/2.0/engage", "/api/2.0/engage/", "/api/query/engage", "/api/query/engage/"]
+
+
+async def engage(request: Request, project_id: ProjectDep, settings: SettingsDep, pool: PoolDep) -> Response:
+    """Mixpanel's profile query: `where`, `distinct_ids`, `output_properties`, paged with `session_id`."""
+    query = engage_query(await read_params(request))
+    async with database(pool, settings) as conn:
+        body = await query_profiles(
+            conn, project_id, query, now=time.time(), idle_seconds=settings.query_session_idle_seconds
+        )
+    return Response(body, media_type="application/json")
+
+
+for _path in ENGAGE_PATHS:
+    router.add_api_route(
+        _path,
+        engage,
+        methods=["GET", "POST"],
+        summary="Mixpanel profile query (/api/2.0/engage)",
+        include_in_schema=_path == ENGAGE_PATHS[0],
+    )
+
+
+@router.get("/api/profiles/export", summary="Every matching profile as CSV or JSONL, streamed")
+async def export(
+    request: Request,
+    project_id: ProjectDep,
+    settings: SettingsDep,
+    pool: PoolDep,
+    format: Literal["csv", "jsonl"] = Query("csv", description="csv or jsonl"),
+    where: str | None = Query(
+        None, description="an expression over profile properties (docs/expressions.md)"
+    ),
+    columns: str | None = Query(None, description="properties to export, comma-separated (default: all)"),
+    filter_by_cohort: str | None = Query(None, description='{"id": N} or {"raw_cohort": {...}}'),
+    data_group_id: str | None = Query(None, description="export group profiles of this group key"),
+    gzip: bool = Query(False, description="a .gz file (also sent gzip-encoded on Accept-Encoding: gzip)"),
+) -> StreamingResponse:
+    if filter_by_cohort:
+        raise BadRequest("filter_by_cohort: cohorts are not available on this server yet")
+    query = ExportQuery(
+        format=format,
+        where=parse_where("where", where),
+        columns=parse_columns(columns),
+        group_key=data_group_id,
+    )
+    now = time.time()
+
+    async def body() -> AsyncIterator[bytes]:
+        async with database(pool, settings) as conn:
+            async for chunk in export_lines(conn, project_id, query, now=now):
+                yield chunk
+
+    media_type = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
+    filename = f"profiles.{format}"
+    headers = {}
+    chunks = body()
+    if gzip:
+        media_type, filename, chunks = "application/gzip", filename + ".gz", gzipped(chunks)
+    elif "gzip" in request.headers.get("accept-encoding", ""):
+        headers["Content-Encoding"] = "gzip"
+        chunks = gzipped(chunks)
+    headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return StreamingResponse(chunks, media_type=media_type, headers=headers)

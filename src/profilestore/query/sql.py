@@ -1,0 +1,132 @@
+"""The read API's SQL: where a profile's properties come from, and the pagination session statements.
+
+Every value from a request is a bound parameter (expressions/ compiles `where` the same way); identifiers here
+are constants of this module.  Why the statements are shaped this way:
+- A session is made by ONE statement: the matching ids are numbered in their final order and stored one row
+  per page (`query_session_pages`), and the session row with the total is written from that same snapshot.
+  Every later page is a primary-key read of one row, whatever its number (deep pages cost what page 0 costs),
+  and nothing that changes afterwards can move a profile between pages.
+- The profiles of a page are joined by primary key `(project_id, distinct_id)` from the stored ids
+  (`unnest ... WITH ORDINALITY` keeps the session's order).
+- The page's JSON is built by Postgres (`jsonb_build_object(...)::text`), so Python never decodes the
+  properties of a page just to encode them again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg import sql
+
+from profilestore.expressions import Scope, Source
+
+ISO_SECONDS = 'YYYY-MM-DD"T"HH24:MI:SS'
+
+
+def iso_text(column: sql.Composable) -> sql.Composable:
+    """A timestamptz column as the text `YYYY-MM-DDTHH:MM:SS` in UTC (query.md's service-maintained dates)."""
+    return sql.SQL("to_char({} AT TIME ZONE 'UTC', {})").format(column, sql.Literal(ISO_SECONDS))
+
+
+@dataclass(frozen=True)
+class ProfileTable:
+    """User profiles or group profiles, as the read API sees them."""
+
+    table: sql.Identifier
+    id_column: sql.Identifier  # what answers as $distinct_id
+    group_key: bool  # group_profiles: rows are further keyed by group_key
+    keys_index: bool  # has the GIN index on profilestore_keys(properties)
+
+    def col(self, name: str) -> sql.Composable:
+        return sql.SQL("p.{}").format(sql.Identifier(name))
+
+    @property
+    def distinct_id(self) -> sql.Composable:
+        return sql.SQL("p.{}").format(self.id_column)
+
+    @property
+    def properties(self) -> sql.Composable:
+        """The properties as the API shows them: the stored ones plus `$last_seen` from its column."""
+        return sql.SQL(
+            "CASE WHEN p.last_seen IS NULL THEN p.properties"
+            " ELSE p.properties || jsonb_build_object('$last_seen', {}) END"
+        ).format(iso_text(self.col("last_seen")))
+
+    def scope(self) -> Scope:
+        source = Source(
+            column=self.col("properties"),
+            computed={
+                "$last_seen": sql.SQL("to_jsonb({})").format(iso_text(self.col("last_seen"))),
+                "$distinct_id": sql.SQL("to_jsonb({})").format(self.distinct_id),
+            },
+            keys=sql.SQL("profilestore_keys(p.properties)") if self.keys_index else None,
+        )
+        return Scope(properties=source)
+
+
+USER_PROFILES = ProfileTable(
+    table=sql.Identifier("profiles"),
+    id_column=sql.Identifier("distinct_id"),
+    group_key=False,
+    keys_index=True,
+)
+GROUP_PROFILES = ProfileTable(
+    table=sql.Identifier("group_profiles"),
+    id_column=sql.Identifier("group_id"),
+    group_key=True,
+    keys_index=False,
+)
+
+
+CREATE_SESSION = """
+WITH matched AS (
+    SELECT {distinct_id} AS id, row_number() OVER (ORDER BY {order}) - 1 AS n
+    FROM {table} AS p
+    WHERE {where}
+), pages AS (
+    INSERT INTO query_session_pages (session_id, page, ids)
+    SELECT %(session_id)s, n / %(page_size)s, array_agg(id ORDER BY n)
+    FROM matched GROUP BY n / %(page_size)s
+    RETURNING cardinality(ids) AS size
+)
+INSERT INTO query_sessions (id, project_id, group_key, page_size, total)
+SELECT %(session_id)s, %(project_id)s, %(group_key)s, %(page_size)s, coalesce(sum(size), 0) FROM pages
+RETURNING total
+"""
+
+# Touch the session at most once a minute: concurrent page requests then rarely wait on its row lock.
+OPEN_SESSION = """
+WITH touched AS (
+    UPDATE query_sessions SET touched_at = now()
+    WHERE id = %(session_id)s AND project_id = %(project_id)s
+      AND touched_at > now() - make_interval(secs => %(idle)s)
+      AND touched_at < now() - interval '1 minute'
+)
+SELECT group_key, page_size, total FROM query_sessions
+WHERE id = %(session_id)s AND project_id = %(project_id)s
+  AND touched_at > now() - make_interval(secs => %(idle)s)
+"""
+
+PAGE = """
+SELECT jsonb_build_object('$distinct_id', {distinct_id}, '$properties', {properties})::text AS row
+FROM query_session_pages AS s
+CROSS JOIN LATERAL unnest(s.ids) WITH ORDINALITY AS u(id, n)
+JOIN {table} AS p ON {key} AND {distinct_id} = u.id
+WHERE s.session_id = %(session_id)s AND s.page = %(page)s
+ORDER BY u.n
+"""
+
+EXPIRE_SESSIONS = """
+WITH gone AS (
+    DELETE FROM query_sessions WHERE touched_at < now() - make_interval(secs => %(idle)s) RETURNING id
+)
+DELETE FROM query_session_pages WHERE session_id IN (SELECT id FROM gone)
+"""
+
+
+def selected_properties(properties: sql.Composable, names: sql.Composable) -> sql.Composable:
+    """Only the properties named in the text[] `names` (output_properties)."""
+    return sql.SQL(
+        "(SELECT coalesce(jsonb_object_agg(e.key, e.value), '{{}}') FROM jsonb_each({}) AS e"
+        " WHERE e.key = ANY({}))"
+    ).format(properties, names)
