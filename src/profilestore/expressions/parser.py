@@ -213,7 +213,13 @@ def _syntax_error(text: str, err: UnexpectedInput, name: str) -> ExpressionError
     return ExpressionError(f"{name}: syntax error {where}: expected {expected}")
 
 
-def _check_depth(root: Node, name: str) -> None:
+def _check_depth(text: str, root: Node, name: str) -> None:
+    """Operators nested deeper than MAX_DEPTH, or brackets (which make no node of their own)."""
+    brackets = 0
+    for token in _parser().lex(text):
+        brackets += 1 if token.type in ("LPAR", "LSQB") else -1 if token.type in ("RPAR", "RSQB") else 0
+        if brackets > MAX_DEPTH:
+            raise ExpressionError(f"{name}: nested deeper than {MAX_DEPTH} levels")
     stack: list[tuple[Node, int]] = [(root, 1)]
     while stack:
         node, depth = stack.pop()
@@ -234,5 +240,5 @@ def parse(text: str, *, name: str = "where") -> Node:
         raise ExpressionError(f"{name}: {_where(text, err.token.line or 0, column)}: {err.message}") from None
     except UnexpectedInput as err:
         raise _syntax_error(text, err, name) from None
-    _check_depth(node, name)
+    _check_depth(text, node, name)
     return node
