@@ -4,6 +4,8 @@
     ├── BadRequest (400)              a parameter or a body the service cannot use
     ├── Unauthorized (401)            missing or wrong API secret / credentials
     ├── Forbidden (403)               a secret of another project
+    ├── NotFound (404)                no such thing in this project (a cohort)
+    ├── Conflict (409)                the change would break something that depends on it
     ├── PayloadTooLarge (413)         a body over the size limits
     ├── UnsupportedMediaType (415)    a content type the endpoint does not read
     └── DatabaseUnavailable (503)     Postgres is down or restarting; carries Retry-After
@@ -43,6 +45,14 @@ class Unauthorized(ProfilestoreError):
 
 class Forbidden(ProfilestoreError):
     status_code = 403
+
+
+class NotFound(ProfilestoreError):
+    status_code = 404
+
+
+class Conflict(ProfilestoreError):
+    status_code = 409
 
 
 class PayloadTooLarge(ProfilestoreError):

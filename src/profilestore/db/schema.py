@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Double,
+    ForeignKey,
     Identity,
     Index,
     MetaData,
@@ -187,6 +189,8 @@ query_sessions = Table(
     Column("group_key", Text),  # data_group_id: a query of group profiles
     Column("page_size", BigInteger, nullable=False),
     Column("total", BigInteger, nullable=False),
+    # filter_by_cohort with include_all_users: pages also list ids without a profile (LEFT JOIN)
+    Column("all_users", Boolean, nullable=False, server_default=text("false")),
     Column("touched_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     prefixes=["UNLOGGED"],
 )
@@ -198,4 +202,29 @@ query_session_pages = Table(
     Column("ids", ARRAY(Text), nullable=False),
     PrimaryKeyConstraint("session_id", "page"),
     prefixes=["UNLOGGED"],
+)
+
+
+# Saved cohorts (cohorts/): a definition (query.md, Cohorts) evaluated when used, or, for a static cohort,
+# the list of its members in cohort_members.  No foreign key to projects, as for profiles; cohort_members
+# references its cohort (both are small reference tables, also under Citus) and goes with it.
+cohorts = Table(
+    "cohorts",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    Column("project_id", BigInteger, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("description", Text, nullable=False, server_default=text("''")),
+    Column("definition", JSONB),  # NULL for a static cohort
+    Column("is_static", Boolean, nullable=False, server_default=text("false")),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index(None, "project_id", "id"),
+)
+cohort_members = Table(
+    "cohort_members",
+    metadata,
+    Column("cohort_id", BigInteger, ForeignKey("cohorts.id", ondelete="CASCADE"), nullable=False),
+    Column("distinct_id", Text, nullable=False),
+    PrimaryKeyConstraint("cohort_id", "distinct_id"),
 )
