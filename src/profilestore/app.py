@@ -21,6 +21,7 @@ from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from profilestore import __version__
+from profilestore.cohorts.routes import router as cohorts_router
 from profilestore.db.engine import make_pool
 from profilestore.deps import PoolDep, SettingsDep
 from profilestore.errors import DatabaseUnavailable, ProfilestoreError
@@ -28,6 +29,7 @@ from profilestore.ingest.events_routes import router as events_router
 from profilestore.ingest.routes import router as ingest_router
 from profilestore.projects import TokenCache
 from profilestore.query import sql as query_sql
+from profilestore.query.events_routes import router as event_query_router
 from profilestore.query.routes import router as query_router
 from profilestore.settings import Settings, get_settings
 
@@ -138,6 +140,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.include_router(ingest_router)
     app.include_router(events_router)
     app.include_router(query_router)
+    app.include_router(cohorts_router)
+    app.include_router(event_query_router)
     _install_error_handlers(app)
 
     @app.get("/healthz", summary="The process is up")

@@ -1,0 +1,271 @@
+"""A cohort definition -> ONE SQL boolean over a distinct_id expression, for the WHERE of any query.
+
+    cohort_condition(conn, project_id, spec, distinct_id=..., params=..., now=...)
+
+Each filter becomes a set-membership test the planner can run once per statement, never a loop per user:
+- event: `d IN (SELECT e.distinct_id FROM events e WHERE project, event, window[, where]
+  GROUP BY e.distinct_id HAVING count(*) >= N)`.  The subquery reads `ix_events_project_id_event_time`
+  (one index range per event name and window) and becomes a hashed SubPlan or a semi-join, so 1M profiles
+  cost one pass over the window's events plus one hash probe each.  A correlated `(SELECT count(*) ...
+  WHERE e.distinct_id = d)` was measured too: one index probe per candidate, slower as soon as the
+  candidates number more than a few thousand (bench/README.md).  Counts that include zero (`<= N`, `== 0`)
+  are the complement, `NOT (d IN (... HAVING count(*) > N))`, so users without any event are members.
+- property: `d IN (SELECT p.distinct_id FROM profiles p WHERE project AND where)` (the GIN indexes answer
+  equality and defined()), or, when the caller's query already has the user's profile row as `p`
+  (`profile=True`, NULL when there is none), the expression inline.  No profile: the filter is false.
+- cohort: a dynamic cohort's definition inline (cycles are a 400 naming the path); a static one is
+  `d IN (SELECT distinct_id FROM cohort_members WHERE cohort_id = ...)`.
+- and/or/negate: the SQL operators; every part is never NULL, so NOT is exact.
+Windows: `last N day|week|month` is `[now - N units, now]` (months are calendar months in UTC, the day
+clamped to the month's length, as Postgres' interval arithmetic does); `from`/`to` are whole UTC days, both
+inclusive.  The bounds are computed here from `now` and bound as parameters, like every other value.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from psycopg import AsyncConnection, sql
+from psycopg.rows import dict_row
+
+from profilestore.cohorts.schemas import (
+    CohortDefinition,
+    CohortFilter,
+    EventFilter,
+    PropertyFilter,
+    Window,
+    join_path,
+    parse_definition,
+)
+from profilestore.errors import BadRequest, NotFound
+from profilestore.expressions import Scope, Source, SqlParams, compile_where, parse
+from profilestore.query.sql import USER_PROFILES
+
+__all__ = ["MAX_DEPTH", "cohort_condition", "resolve_spec", "universe", "window_bounds"]
+
+MAX_DEPTH = 16
+_TRUE = sql.SQL("true")
+_FALSE = sql.SQL("false")
+
+# `user[...]` in an event filter reads the profile of the event's user.
+_EVENT_SCOPE = Scope(
+    properties=Source(column=sql.SQL("e.properties")),
+    user=Source(
+        column=sql.SQL(
+            "(SELECT pp.properties FROM profiles AS pp"
+            " WHERE pp.project_id = e.project_id AND pp.distinct_id = e.distinct_id)"
+        )
+    ),
+)
+
+
+@dataclass(frozen=True)
+class SavedCohort:
+    id: int
+    is_static: bool
+    definition: dict[str, Any] | None
+
+
+async def load_cohort(conn: AsyncConnection[Any], project_id: int, cohort_id: int) -> SavedCohort | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT id, is_static, definition FROM cohorts WHERE project_id = %s AND id = %s",
+            (project_id, cohort_id),
+        )
+        row = await cur.fetchone()
+    return None if row is None else SavedCohort(row["id"], row["is_static"], row["definition"])
+
+
+def resolve_spec(spec: Any) -> int | CohortDefinition:
+    """A `filter_by_cohort` value (`{"id": N}` or `{"raw_cohort": {...}}`), an id or a definition."""
+    if isinstance(spec, CohortDefinition):
+        return spec
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        return spec
+    if isinstance(spec, dict) and set(spec) == {"id"}:
+        value = spec["id"]
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise BadRequest("id: must be an integer")
+        return value
+    if isinstance(spec, dict) and set(spec) == {"raw_cohort"}:
+        return parse_definition(spec["raw_cohort"], path="raw_cohort")
+    raise BadRequest('expected {"id": N} or {"raw_cohort": {...}}')
+
+
+async def cohort_condition(
+    conn: AsyncConnection[Any],
+    project_id: int,
+    spec: dict[str, Any] | CohortDefinition | int,
+    *,
+    distinct_id: sql.Composable,
+    params: SqlParams,
+    now: float,
+    profile: bool = False,
+) -> sql.Composable:
+    """The SQL boolean (never NULL) true exactly for the members of `spec` among the rows of the caller's
+    query, whose user id is the expression `distinct_id`.  `profile=True` when that query has the user's
+    profile row (or NULLs) as alias `p`.  BadRequest naming the path, or NotFound for an unknown saved id."""
+    resolved = resolve_spec(spec)
+    compiler = _Compiler(conn, project_id, params, now, distinct_id, profile)
+    if isinstance(resolved, int):
+        saved = await load_cohort(conn, project_id, resolved)
+        if saved is None:
+            raise NotFound(f"no cohort {resolved} in this project")
+        return await compiler.saved(saved, "", [resolved])
+    return await compiler.group(resolved, "", [])
+
+
+async def check_definition(
+    conn: AsyncConnection[Any], project_id: int, definition: CohortDefinition, *, cohort_id: int | None
+) -> None:
+    """At save time: every referenced cohort exists and none leads back to `cohort_id`."""
+    compiler = _Compiler(conn, project_id, SqlParams(), 0.0, sql.SQL("d"), False)
+    await compiler.group(definition, "", [] if cohort_id is None else [cohort_id])
+
+
+def universe(params: SqlParams, project_id: int, *, all_users: bool) -> tuple[sql.Composable, sql.Composable]:
+    """(FROM clause, id expression) of the users a cohort is drawn from, with the profile as `p`: every
+    profile, and with `all_users` also everyone with events (users_seen), `p` then being NULL for those."""
+    pid = params.add(project_id)
+    if not all_users:
+        return sql.SQL("profiles AS p WHERE p.project_id = {}").format(pid), sql.SQL("p.distinct_id")
+    source = sql.SQL(
+        "(SELECT distinct_id FROM profiles WHERE project_id = {pid}"
+        " UNION SELECT distinct_id FROM users_seen WHERE project_id = {pid}) AS u"
+        " LEFT JOIN profiles AS p ON p.project_id = {pid} AND p.distinct_id = u.distinct_id WHERE true"
+    ).format(pid=pid)
+    return source, sql.SQL("u.distinct_id")
+
+
+def window_bounds(window: Window | None, now: float) -> tuple[dt.datetime | None, dt.datetime | None, bool]:
+    """(start, end, end_inclusive): events with start <= time and time <= end (or < end)."""
+    if window is None:
+        return None, None, False
+    if window.from_ is not None and window.to is not None:
+        start = dt.datetime.combine(window.from_, dt.time(), dt.UTC)
+        end = dt.datetime.combine(window.to + dt.timedelta(days=1), dt.time(), dt.UTC)
+        return start, end, False
+    assert window.last is not None
+    end = dt.datetime.fromtimestamp(now, dt.UTC)
+    if window.unit == "month":
+        return minus_months(end, window.last), end, True
+    days = window.last * (7 if window.unit == "week" else 1)
+    return end - dt.timedelta(days=days), end, True
+
+
+def minus_months(when: dt.datetime, months: int) -> dt.datetime:
+    year, month0 = divmod(when.year * 12 + when.month - 1 - months, 12)
+    day = min(when.day, calendar.monthrange(year, month0 + 1)[1])
+    return when.replace(year=year, month=month0 + 1, day=day)
+
+
+@dataclass
+class _Compiler:
+    conn: AsyncConnection[Any]
+    project_id: int
+    params: SqlParams
+    now: float
+    distinct_id: sql.Composable
+    profile: bool
+    _pid: sql.Composable | None = None
+    _loaded: dict[int, SavedCohort | None] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> sql.Composable:
+        if self._pid is None:
+            self._pid = self.params.add(self.project_id)
+        return self._pid
+
+    async def group(self, group: CohortDefinition, path: str, stack: list[int]) -> sql.Composable:
+        parts = [
+            await self.item(item, join_path(path, f"filters[{i}]"), stack)
+            for i, item in enumerate(group.filters)
+        ]
+        if not parts:
+            body: sql.Composable = _TRUE if group.op == "and" else _FALSE
+        else:
+            joiner = sql.SQL(" AND " if group.op == "and" else " OR ")
+            body = sql.SQL("({})").format(joiner.join(parts))
+        return sql.SQL("(NOT {})").format(body) if group.negate else body
+
+    async def item(self, item: Any, path: str, stack: list[int]) -> sql.Composable:
+        if isinstance(item, CohortDefinition):
+            return await self.group(item, path, stack)
+        if isinstance(item, PropertyFilter):
+            body = self.property(item, path)
+        elif isinstance(item, EventFilter):
+            body = self.event(item, path)
+        else:
+            assert isinstance(item, CohortFilter)
+            body = await self.reference(item, path, stack)
+        return sql.SQL("(NOT {})").format(body) if item.negate else body
+
+    def property(self, item: PropertyFilter, path: str) -> sql.Composable:
+        where = compile_where(
+            parse(item.where, name=join_path(path, "where")), USER_PROFILES.scope(), self.params, now=self.now
+        )
+        if self.profile:
+            return sql.SQL("(p.distinct_id IS NOT NULL AND {})").format(where)
+        return sql.SQL(
+            "({d} IN (SELECT p.distinct_id FROM profiles AS p WHERE p.project_id = {pid} AND {where}))"
+        ).format(d=self.distinct_id, pid=self.pid, where=where)
+
+    def event(self, item: EventFilter, path: str) -> sql.Composable:
+        conditions: list[sql.Composable] = [
+            sql.SQL("e.project_id = {}").format(self.pid),
+            sql.SQL("e.event = {}").format(self.params.add(item.event)),
+        ]
+        start, end, end_inclusive = window_bounds(item.window, self.now)
+        if start is not None:
+            conditions.append(sql.SQL("e.time >= {}::timestamptz").format(self.params.add(start)))
+        if end is not None:
+            op = "<=" if end_inclusive else "<"
+            conditions.append(sql.SQL("e.time " + op + " {}::timestamptz").format(self.params.add(end)))
+        if item.where is not None:
+            node = parse(item.where, name=join_path(path, "where"))
+            conditions.append(compile_where(node, _EVENT_SCOPE, self.params, now=self.now))
+        where = sql.SQL(" AND ").join(conditions)
+        op, n = item.count.op, item.count.value
+        # count >= at_least, as membership; counts that may be zero are the complement of count >= n + 1.
+        if op == ">=":
+            return self.did(where, n) if n > 0 else _TRUE
+        if op == "<=" or n == 0:
+            return sql.SQL("(NOT {})").format(self.did(where, n + 1))
+        return self.did(where, n, exactly=True)
+
+    def did(self, where: sql.Composable, n: int, *, exactly: bool = False) -> sql.Composable:
+        """`d` did the matching events at least (or exactly) n >= 1 times."""
+        if n == 1 and not exactly:
+            sub = sql.SQL("SELECT e.distinct_id FROM events AS e WHERE {}").format(where)
+        else:
+            sub = sql.SQL(
+                "SELECT e.distinct_id FROM events AS e WHERE {} GROUP BY e.distinct_id HAVING count(*) {} {}"
+            ).format(where, sql.SQL("=" if exactly else ">="), self.params.add(n))
+        return sql.SQL("({} IN ({}))").format(self.distinct_id, sub)
+
+    async def reference(self, item: CohortFilter, path: str, stack: list[int]) -> sql.Composable:
+        id_path = join_path(path, "id")
+        if item.id in stack:
+            cycle = " -> ".join(str(i) for i in [*stack[stack.index(item.id) :], item.id])
+            raise BadRequest(f"{id_path}: cohort {item.id} refers back to itself (cycle {cycle})")
+        if len(stack) >= MAX_DEPTH:
+            raise BadRequest(f"{id_path}: cohorts nested deeper than {MAX_DEPTH} levels")
+        if item.id not in self._loaded:
+            self._loaded[item.id] = await load_cohort(self.conn, self.project_id, item.id)
+        saved = self._loaded[item.id]
+        if saved is None:
+            raise BadRequest(f"{id_path}: no cohort {item.id} in this project")
+        return await self.saved(saved, path, [*stack, item.id])
+
+    async def saved(self, saved: SavedCohort, path: str, stack: list[int]) -> sql.Composable:
+        if saved.is_static or saved.definition is None:
+            return sql.SQL(
+                "({} IN (SELECT m.distinct_id FROM cohort_members AS m WHERE m.cohort_id = {}))"
+            ).format(self.distinct_id, self.params.add(saved.id))
+        where = join_path(path, f"(cohort {saved.id})") if path else ""
+        return await self.group(parse_definition(saved.definition, path=where), where, stack)

@@ -1,0 +1,130 @@
+"""HTTP routes of cohorts: the service's JSON API under `/api/cohorts` and Mixpanel's `cohorts/list`.
+
+Thin: each handler takes a pooled connection and calls service.py.  Errors answer
+`{"error": Name, "detail": message}` under `/api/cohorts` and `{"error": message}` on the Mixpanel paths
+(app.py renders both).
+"""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import ORJSONResponse
+
+from profilestore.cohorts import service
+from profilestore.cohorts.schemas import (
+    CohortCount,
+    CohortCreate,
+    CohortOut,
+    CohortUpdate,
+    MembersPage,
+    MixpanelCohort,
+)
+from profilestore.deps import PoolDep, ProjectDep, SettingsDep
+from profilestore.ingest.service import database
+
+router = APIRouter(tags=["cohorts"])
+
+ALL_USERS_DOC = "also members with events but no profile (All Users); false: only those with a profile"
+
+
+@router.post("/api/cohorts", status_code=201, summary="Create a cohort (dynamic or static)")
+async def create(
+    body: CohortCreate, project_id: ProjectDep, settings: SettingsDep, pool: PoolDep
+) -> CohortOut:
+    async with database(pool, settings) as conn:
+        return await service.create_cohort(conn, project_id, body)
+
+
+@router.get("/api/cohorts", summary="The project's cohorts")
+async def list_all(project_id: ProjectDep, settings: SettingsDep, pool: PoolDep) -> list[CohortOut]:
+    async with database(pool, settings) as conn:
+        return await service.list_cohorts(conn, project_id)
+
+
+@router.get("/api/cohorts/{cohort_id}", summary="One cohort")
+async def read(cohort_id: int, project_id: ProjectDep, settings: SettingsDep, pool: PoolDep) -> CohortOut:
+    async with database(pool, settings) as conn:
+        return await service.get_cohort(conn, project_id, cohort_id)
+
+
+@router.api_route(
+    "/api/cohorts/{cohort_id}",
+    methods=["PUT", "PATCH"],
+    summary="Change a cohort's name, description, definition or (static) members",
+)
+async def update(
+    cohort_id: int, body: CohortUpdate, project_id: ProjectDep, settings: SettingsDep, pool: PoolDep
+) -> CohortOut:
+    async with database(pool, settings) as conn:
+        return await service.update_cohort(conn, project_id, cohort_id, body)
+
+
+@router.delete("/api/cohorts/{cohort_id}", status_code=204, summary="Delete a cohort (409 while referenced)")
+async def delete(cohort_id: int, project_id: ProjectDep, settings: SettingsDep, pool: PoolDep) -> Response:
+    async with database(pool, settings) as conn:
+        await service.delete_cohort(conn, project_id, cohort_id)
+    return Response(status_code=204)
+
+
+@router.get("/api/cohorts/{cohort_id}/members", summary="The members, by distinct_id, a page at a time")
+async def members(
+    cohort_id: int,
+    project_id: ProjectDep,
+    settings: SettingsDep,
+    pool: PoolDep,
+    after: str | None = Query(None, description="the `next_after` of the previous page"),
+    limit: int = Query(1000, description=f"members per page, at most {service.MAX_PAGE}"),
+    include_all_users: bool = Query(True, description=ALL_USERS_DOC),
+) -> MembersPage:
+    async with database(pool, settings) as conn:
+        return await service.members_page(
+            conn,
+            project_id,
+            cohort_id,
+            after=after,
+            limit=limit,
+            all_users=include_all_users,
+            now=time.time(),
+        )
+
+
+@router.get("/api/cohorts/{cohort_id}/count", summary="How many members the cohort has now")
+async def count(
+    cohort_id: int,
+    project_id: ProjectDep,
+    settings: SettingsDep,
+    pool: PoolDep,
+    include_all_users: bool = Query(True, description=ALL_USERS_DOC),
+) -> CohortCount:
+    async with database(pool, settings) as conn:
+        return await service.count_members(
+            conn, project_id, cohort_id, all_users=include_all_users, now=time.time()
+        )
+
+
+LIST_PATHS = [
+    "/api/2.0/cohorts/list",
+    "/api/2.0/cohorts/list/",
+    "/api/query/cohorts/list",
+    "/api/query/cohorts/list/",
+]
+
+
+async def mixpanel_list(project_id: ProjectDep, settings: SettingsDep, pool: PoolDep) -> ORJSONResponse:
+    """Mixpanel's cohorts list: a bare JSON array."""
+    async with database(pool, settings) as conn:
+        cohorts: list[MixpanelCohort] = await service.mixpanel_list(conn, project_id, now=time.time())
+    return ORJSONResponse([c.model_dump() for c in cohorts])
+
+
+for _path in LIST_PATHS:
+    router.add_api_route(
+        _path,
+        mixpanel_list,
+        methods=["GET", "POST"],
+        summary="Mixpanel's cohort list (/api/2.0/cohorts/list)",
+        response_model=list[MixpanelCohort],
+        include_in_schema=_path == LIST_PATHS[0],
+    )
