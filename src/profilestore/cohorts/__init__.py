@@ -5,7 +5,7 @@ cohorts (service.py) and their HTTP routes (routes.py).
     parse_definition(value, path=...)                                                 JSON -> CohortDefinition
 """
 
-from profilestore.cohorts.compile import cohort_condition, universe
+from profilestore.cohorts.compile import Universe, cohort_condition, universe
 from profilestore.cohorts.schemas import CohortDefinition, parse_definition
 
-__all__ = ["CohortDefinition", "cohort_condition", "parse_definition", "universe"]
+__all__ = ["CohortDefinition", "Universe", "cohort_condition", "parse_definition", "universe"]

@@ -44,7 +44,7 @@ from profilestore.errors import BadRequest, NotFound
 from profilestore.expressions import Scope, Source, SqlParams, compile_where, parse
 from profilestore.query.sql import USER_PROFILES
 
-__all__ = ["MAX_DEPTH", "cohort_condition", "resolve_spec", "universe", "window_bounds"]
+__all__ = ["MAX_DEPTH", "Universe", "cohort_condition", "resolve_spec", "universe", "window_bounds"]
 
 MAX_DEPTH = 16
 _TRUE = sql.SQL("true")
@@ -128,18 +128,29 @@ async def check_definition(
     await compiler.group(definition, "", [] if cohort_id is None else [cohort_id])
 
 
-def universe(params: SqlParams, project_id: int, *, all_users: bool) -> tuple[sql.Composable, sql.Composable]:
-    """(FROM clause, id expression) of the users a cohort is drawn from, with the profile as `p`: every
-    profile, and with `all_users` also everyone with events (users_seen), `p` then being NULL for those."""
+@dataclass(frozen=True)
+class Universe:
+    """The users a cohort is drawn from, for `SELECT ... FROM {source} WHERE {where} AND ...`; the profile is
+    alias `p` (NULLs for a user without one) and the user's id is `distinct_id`."""
+
+    source: sql.Composable
+    where: sql.Composable
+    distinct_id: sql.Composable
+
+
+def universe(params: SqlParams, project_id: int, *, all_users: bool) -> Universe:
+    """Every profile of the project, and with `all_users` also everyone with events (users_seen)."""
     pid = params.add(project_id)
     if not all_users:
-        return sql.SQL("profiles AS p WHERE p.project_id = {}").format(pid), sql.SQL("p.distinct_id")
+        return Universe(
+            sql.SQL("profiles AS p"), sql.SQL("p.project_id = {}").format(pid), sql.SQL("p.distinct_id")
+        )
     source = sql.SQL(
         "(SELECT distinct_id FROM profiles WHERE project_id = {pid}"
         " UNION SELECT distinct_id FROM users_seen WHERE project_id = {pid}) AS u"
-        " LEFT JOIN profiles AS p ON p.project_id = {pid} AND p.distinct_id = u.distinct_id WHERE true"
+        " LEFT JOIN profiles AS p ON p.project_id = {pid} AND p.distinct_id = u.distinct_id"
     ).format(pid=pid)
-    return source, sql.SQL("u.distinct_id")
+    return Universe(source, sql.SQL("true"), sql.SQL("u.distinct_id"))
 
 
 def window_bounds(window: Window | None, now: float) -> tuple[dt.datetime | None, dt.datetime | None, bool]:

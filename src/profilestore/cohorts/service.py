@@ -158,17 +158,24 @@ async def members_page(
         raise BadRequest(f"limit: must be between 1 and {MAX_PAGE}")
     await get_cohort(conn, project_id, cohort_id)
     params = SqlParams()
-    source, distinct_id = universe(params, project_id, all_users=all_users)
+    users = universe(params, project_id, all_users=all_users)
     condition = await cohort_condition(
-        conn, project_id, cohort_id, distinct_id=distinct_id, params=params, now=now, profile=True
+        conn, project_id, cohort_id, distinct_id=users.distinct_id, params=params, now=now, profile=True
     )
     keyset: sql.Composable = sql.SQL("true")
     if after is not None:
-        keyset = sql.SQL("{} > {}").format(distinct_id, params.add(after))
+        keyset = sql.SQL("{} > {}").format(users.distinct_id, params.add(after))
     statement = sql.SQL(
-        "SELECT {id} AS distinct_id, p.properties FROM {source} AND {condition} AND {keyset}"
+        "SELECT {id} AS distinct_id, p.properties FROM {source} WHERE {where} AND {condition} AND {keyset}"
         " ORDER BY 1 LIMIT {limit}"
-    ).format(id=distinct_id, source=source, condition=condition, keyset=keyset, limit=params.add(limit + 1))
+    ).format(
+        id=users.distinct_id,
+        source=users.source,
+        where=users.where,
+        condition=condition,
+        keyset=keyset,
+        limit=params.add(limit + 1),
+    )
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(statement, params.values)
         rows = await cur.fetchall()
@@ -187,11 +194,13 @@ async def _count(
     conn: AsyncConnection[Any], project_id: int, cohort_id: int, all_users: bool, now: float
 ) -> int:
     params = SqlParams()
-    source, distinct_id = universe(params, project_id, all_users=all_users)
+    users = universe(params, project_id, all_users=all_users)
     condition = await cohort_condition(
-        conn, project_id, cohort_id, distinct_id=distinct_id, params=params, now=now, profile=True
+        conn, project_id, cohort_id, distinct_id=users.distinct_id, params=params, now=now, profile=True
     )
-    statement = sql.SQL("SELECT count(*) AS n FROM {} AND {}").format(source, condition)
+    statement = sql.SQL("SELECT count(*) AS n FROM {} WHERE {} AND {}").format(
+        users.source, users.where, condition
+    )
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(statement, params.values)
         row = await cur.fetchone()

@@ -13,7 +13,9 @@ from typing import Any
 import orjson
 from psycopg import AsyncConnection, sql
 
-from profilestore.errors import BadRequest
+from profilestore.cohorts import CohortDefinition, cohort_condition, parse_definition, universe
+from profilestore.cohorts.compile import resolve_spec
+from profilestore.errors import BadRequest, NotFound
 from profilestore.expressions import Node, SqlParams, compile_value, compile_where, parse
 from profilestore.query import sql as q
 from profilestore.query.params import bool_param, int_param, json_param, text_param
@@ -35,6 +37,8 @@ class EngageQuery:
     page_size: int
     sort_key: Node | None
     descending: bool
+    cohort: int | CohortDefinition | None = None  # filter_by_cohort (or Mixpanel's `behaviors`)
+    all_users: bool = False  # include_all_users, with filter_by_cohort
 
 
 def engage_query(params: dict[str, Any]) -> EngageQuery:
@@ -56,9 +60,11 @@ def engage_query(params: dict[str, Any]) -> EngageQuery:
     output = json_param(params, "output_properties")
     if output is not None and (not isinstance(output, list) or not all(isinstance(p, str) for p in output)):
         raise BadRequest("output_properties: must be a JSON array of property names")
-    if json_param(params, "filter_by_cohort") is not None:
-        raise BadRequest("filter_by_cohort: cohorts are not available on this server yet")
-    bool_param(params, "include_all_users", default=True)  # validated; meaningful with filter_by_cohort
+    cohort, all_users = _cohort(params)
+    if cohort is not None and text_param(params, "data_group_id") is not None:
+        raise BadRequest("filter_by_cohort: cohorts are of users; not with data_group_id")
+    if isinstance(cohort, CohortDefinition) and "behaviors" in params:
+        where_text = None  # the `where` was the behaviors' selector
 
     page_size = int_param(params, "page_size", default=DEFAULT_PAGE_SIZE) or 0
     if not 1 <= page_size <= MAX_PAGE_SIZE:
@@ -84,7 +90,32 @@ def engage_query(params: dict[str, Any]) -> EngageQuery:
         page_size=page_size,
         sort_key=parse_where("sort_key", sort_text),
         descending=order == "descending",
+        cohort=cohort,
+        all_users=all_users,
     )
+
+
+def _cohort(params: dict[str, Any]) -> tuple[int | CohortDefinition | None, bool]:
+    """filter_by_cohort (`{"id": N}` or `{"raw_cohort": ...}`) and include_all_users; or Mixpanel's older
+    `behaviors` with `where` as their selector (profiles only, as Mixpanel answers it)."""
+    all_users = bool_param(params, "include_all_users", default=True)
+    spec = json_param(params, "filter_by_cohort")
+    behaviors = json_param(params, "behaviors")
+    if spec is not None and behaviors is not None:
+        raise BadRequest("behaviors and filter_by_cohort are mutually exclusive: send one of them")
+    try:
+        if behaviors is not None:
+            selector = text_param(params, "where") or text_param(params, "selector")
+            legacy = {"selector": selector, "behaviors": behaviors}
+            return parse_definition(legacy, path="behaviors"), False
+        if spec is None:
+            return None, False
+        return resolve_spec(spec), all_users
+    except NotFound:
+        raise
+    except BadRequest as exc:
+        name = "behaviors" if behaviors is not None else "filter_by_cohort"
+        raise BadRequest(f"{name}: {exc.message}") from None
 
 
 def parse_where(name: str, text: str | None) -> Node | None:
@@ -105,6 +136,7 @@ async def query_profiles(
         session_id = secrets.token_urlsafe(18)
         group_key = query.group_key
         page_size = query.page_size
+        all_users = query.cohort is not None and query.all_users
         total = await _create_session(conn, project_id, query, session_id, now=now)
     else:
         session_id = query.session_id
@@ -115,6 +147,7 @@ async def query_profiles(
         if row is None:
             raise BadRequest(SESSION_EXPIRED)
         group_key, page_size, total = row["group_key"], row["page_size"], row["total"]
+        all_users = row["all_users"]
 
     table = q.GROUP_PROFILES if group_key is not None else q.USER_PROFILES
     properties = table.properties
@@ -127,6 +160,7 @@ async def query_profiles(
         properties=properties,
         table=table.table,
         key=_key(table, group_key, params),
+        join=sql.SQL("LEFT JOIN" if all_users else "JOIN"),
     )
     cur = await conn.execute(statement, params)
     rows = [r["row"] for r in await cur.fetchall()]
@@ -160,22 +194,41 @@ async def _create_session(
         "page_size": query.page_size,
         "group_key": query.group_key,
     }
+    all_users = query.cohort is not None and query.all_users
+    params["all_users"] = all_users
+    source: sql.Composable = sql.SQL("{} AS p").format(table.table)
+    distinct_id = table.distinct_id
+    scope = q.all_users_scope() if all_users else table.scope()
     conditions = [_key(table, query.group_key, params)]
+    if query.cohort is not None:
+        users = universe(compiled, project_id, all_users=all_users)
+        source, distinct_id, conditions = users.source, users.distinct_id, [users.where]
+        conditions.append(
+            await cohort_condition(
+                conn,
+                project_id,
+                query.cohort,
+                distinct_id=distinct_id,
+                params=compiled,
+                now=now,
+                profile=True,
+            )
+        )
     if query.distinct_ids is not None:
-        conditions.append(sql.SQL("{} = ANY(%(ids)s)").format(table.distinct_id))
+        conditions.append(sql.SQL("{} = ANY(%(ids)s)").format(distinct_id))
         params["ids"] = query.distinct_ids
     if query.where is not None:
-        conditions.append(compile_where(query.where, table.scope(), compiled, now=now))
+        conditions.append(compile_where(query.where, scope, compiled, now=now))
     # Code-point order: "C" sorts by memcmp, about 3x faster than a locale's collation on a big session.
-    order: sql.Composable = sql.SQL('{} COLLATE "C"').format(table.distinct_id)
+    order: sql.Composable = sql.SQL('{} COLLATE "C"').format(distinct_id)
     if query.sort_key is not None:
-        value = compile_value(query.sort_key, table.scope(), compiled, now=now)
+        value = compile_value(query.sort_key, scope, compiled, now=now)
         direction = sql.SQL("DESC" if query.descending else "ASC")
         order = sql.SQL("{} {} NULLS LAST, {}").format(value, direction, order)
     statement = sql.SQL(q.CREATE_SESSION).format(
-        distinct_id=table.distinct_id,
+        distinct_id=distinct_id,
         order=order,
-        table=table.table,
+        source=source,
         where=sql.SQL(" AND ").join(conditions),
     )
     cur = await conn.execute(statement, {**compiled.values, **params})

@@ -81,7 +81,7 @@ GROUP_PROFILES = ProfileTable(
 CREATE_SESSION = """
 WITH matched AS (
     SELECT {distinct_id} AS id, row_number() OVER (ORDER BY {order}) - 1 AS n
-    FROM {table} AS p
+    FROM {source}
     WHERE {where}
 ), pages AS (
     INSERT INTO query_session_pages (session_id, page, ids)
@@ -89,8 +89,9 @@ WITH matched AS (
     FROM matched GROUP BY n / %(page_size)s
     RETURNING cardinality(ids) AS size
 )
-INSERT INTO query_sessions (id, project_id, group_key, page_size, total)
-SELECT %(session_id)s, %(project_id)s, %(group_key)s, %(page_size)s, coalesce(sum(size), 0) FROM pages
+INSERT INTO query_sessions (id, project_id, group_key, page_size, total, all_users)
+SELECT %(session_id)s, %(project_id)s, %(group_key)s, %(page_size)s, coalesce(sum(size), 0), %(all_users)s
+FROM pages
 RETURNING total
 """
 
@@ -102,16 +103,18 @@ WITH touched AS (
       AND touched_at > now() - make_interval(secs => %(idle)s)
       AND touched_at < now() - interval '1 minute'
 )
-SELECT group_key, page_size, total FROM query_sessions
+SELECT group_key, page_size, total, all_users FROM query_sessions
 WHERE id = %(session_id)s AND project_id = %(project_id)s
   AND touched_at > now() - make_interval(secs => %(idle)s)
 """
 
+# {join} is a LEFT JOIN for sessions of a cohort with include_all_users (members without a profile answer
+# `$properties: {{}}`), else a JOIN (a profile deleted since the first page drops out).
 PAGE = """
-SELECT jsonb_build_object('$distinct_id', {distinct_id}, '$properties', {properties})::text AS row
+SELECT jsonb_build_object('$distinct_id', u.id, '$properties', coalesce({properties}, '{{}}'))::text AS row
 FROM query_session_pages AS s
 CROSS JOIN LATERAL unnest(s.ids) WITH ORDINALITY AS u(id, n)
-JOIN {table} AS p ON {key} AND {distinct_id} = u.id
+{join} {table} AS p ON {key} AND {distinct_id} = u.id
 WHERE s.session_id = %(session_id)s AND s.page = %(page)s
 ORDER BY u.n
 """
@@ -122,6 +125,16 @@ WITH gone AS (
 )
 DELETE FROM query_session_pages WHERE session_id IN (SELECT id FROM gone)
 """
+
+
+def all_users_scope() -> Scope:
+    """The scope of `where` and `sort_key` over profiles that may be missing (the LEFT JOIN of a cohort's
+    All Users): a user without a profile has no properties."""
+    scope = USER_PROFILES.scope()
+    source = Source(
+        column=sql.SQL("coalesce(p.properties, '{}'::jsonb)"), computed=scope.properties.computed, keys=None
+    )
+    return Scope(properties=source)
 
 
 def selected_properties(properties: sql.Composable, names: sql.Composable) -> sql.Composable:
