@@ -8,12 +8,14 @@ Python) for all: `test_the_figures_are_the_oracle_s` keeps the two in agreement.
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from events_world import FROM, TO, basic, expected, load
+from events_world import FROM, TO, basic, expected, iso_day, load, stored
 
 from support import LiveServer, new_project
 
@@ -295,15 +297,55 @@ def test_bad_requests(client: httpx.Client, world: Row) -> None:
     assert answer["error"] == "BadRequest" and answer["detail"].startswith("where:")
 
 
-def test_cohort_filter_needs_the_cohorts_module(client: httpx.Client, world: Row) -> None:
-    try:
-        from profilestore.cohorts import cohort_condition  # noqa: F401
-    except ImportError:
-        body = {"from_date": FROM, "to_date": TO, "cohort": {"id": 1}}
-        answer = ask(client, world, body, status=400)
-        assert "not available" in answer["detail"]
-    else:
-        pytest.skip("cohorts are available: tests/query/test_events_cohort.py covers the filter")
+PRO = {"op": "and", "filters": [{"type": "property", "where": 'properties["plan"] == "pro"'}]}
+BUYERS = {
+    "op": "and",
+    "filters": [
+        {
+            "type": "event",
+            "event": "Purchase",
+            "count": {"op": ">=", "value": 6},
+            "window": {"from": FROM, "to": TO},
+        }
+    ],
+}
+
+
+def test_cohort_filter(client: httpx.Client, world: Row) -> None:
+    base = {"from_date": FROM, "to_date": TO, "group_by": [{"type": "event"}]}
+    # a property cohort selects what the same condition on user[...] selects
+    by_cohort = ask(client, world, {**base, "cohort": {"raw_cohort": PRO}})
+    by_where = ask(client, world, {**base, "where": 'user["plan"] == "pro"'})
+    assert by_cohort == by_where and by_cohort["total"] == {"count": 112, "unique": 7}
+    # a behavioural cohort: did Purchase at least 6 times in the range
+    purchases = Counter(
+        e["distinct_id"]
+        for e in stored()
+        if e["event"] == "Purchase" and e["distinct_id"] and FROM <= iso_day(e["time"]).isoformat() <= TO
+    )
+    members = {d for d, n in purchases.items() if n >= 6}
+    assert 0 < len(members) < 30
+    answer = ask(client, world, {**base, "cohort": {"raw_cohort": BUYERS}})
+    want = expected({**base, "where": f'properties["distinct_id"] in {json.dumps(sorted(members))}'})
+    assert [[g["keys"], g["count"], g["unique"]] for g in answer["results"]] == want["results"]
+    assert answer["total"]["unique"] == len(members)
+    # the same cohort saved, by id; with a breakdown by profile property and a where on the profile
+    created = client.post(
+        "/api/cohorts", json={"name": "buyers", "definition": BUYERS}, headers=basic(world["api_secret"])
+    )
+    assert created.status_code == 201, created.text
+    saved = {"id": created.json()["id"]}
+    assert ask(client, world, {**base, "cohort": saved}) == answer
+    for extra in ({"group_by": [{"type": "user", "name": "plan"}]}, {"where": 'user["age"] >= 30'}):
+        body = {**base, **extra}
+        got = ask(client, world, {**body, "cohort": saved})
+        members_where = f'properties["distinct_id"] in {json.dumps(sorted(members))}'
+        where = f"({body['where']}) and {members_where}" if "where" in body else members_where
+        want = expected({**body, "where": where})
+        assert [[g["keys"], g["count"], g["unique"]] for g in got["results"]] == want["results"]
+    bad = ask(client, world, {**base, "cohort": {"raw_cohort": {"op": "xor"}}}, status=400)
+    assert bad["detail"].startswith("cohort:")
+    assert ask(client, world, {**base, "cohort": {"id": 999_999}}, status=404)["error"] == "NotFound"
 
 
 def test_auth(client: httpx.Client, world: Row, database_url: str) -> None:

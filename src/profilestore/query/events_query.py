@@ -27,6 +27,7 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import tuple_row
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
+from profilestore.cohorts import cohort_condition
 from profilestore.errors import BadRequest
 from profilestore.expressions import Node, SqlParams, compile_value, compile_where
 from profilestore.expressions.ast import Property
@@ -154,14 +155,13 @@ def _columns(exprs: list[sql.Composable], names: list[str]) -> sql.Composable:
 async def _cohort(
     conn: AsyncConnection[Any], project_id: int, spec: dict[str, Any], compiled: SqlParams, now: float
 ) -> sql.Composable:
+    """Membership of the pre-aggregated row's user (`r.distinct_id`); errors name the parameter."""
     try:
-        from profilestore.cohorts import cohort_condition  # type: ignore[attr-defined,import-not-found,unused-ignore]
-    except ImportError:
-        raise BadRequest("cohort: cohorts are not available on this server yet") from None
-    condition: sql.Composable = await cohort_condition(
-        conn, project_id, spec, distinct_id=sql.SQL("r.distinct_id"), params=compiled, now=now
-    )
-    return condition
+        return await cohort_condition(
+            conn, project_id, spec, distinct_id=sql.SQL("r.distinct_id"), params=compiled, now=now
+        )
+    except BadRequest as exc:
+        raise BadRequest(f"cohort: {exc.message}") from None
 
 
 async def query_statement(
