@@ -151,9 +151,6 @@ def export_command(
     if format not in ("csv", "jsonl"):
         console.print("[red]error:[/red] --format must be csv or jsonl")
         raise typer.Exit(2)
-    if cohort is not None:
-        console.print("[red]error:[/red] --cohort: cohorts are not available on this server yet")
-        raise typer.Exit(2)
 
     async def work(conn: Any) -> int:
         project_id = await projects.project_of_token(conn, token)
@@ -163,6 +160,7 @@ def export_command(
             format="csv" if format == "csv" else "jsonl",
             where=parse_where("--where", where),
             columns=parse_columns(columns),
+            cohort=cohort,
         )
         stats = ExportStats()
         with open(output, "wb") if output else os.fdopen(os.dup(1), "wb") as out:

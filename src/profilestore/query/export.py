@@ -20,6 +20,7 @@ from typing import Any, Literal
 from psycopg import AsyncConnection, sql
 from psycopg.rows import tuple_row
 
+from profilestore.cohorts import CohortDefinition, cohort_condition, universe
 from profilestore.errors import BadRequest
 from profilestore.expressions import Node, SqlParams, compile_where
 from profilestore.query import sql as q
@@ -35,6 +36,8 @@ class ExportQuery:
     where: Node | None = None
     columns: list[str] | None = None
     group_key: str | None = None
+    cohort: int | CohortDefinition | None = None  # filter_by_cohort: a saved id or a definition
+    all_users: bool = True  # with a cohort: also members with events but no profile (empty cells)
 
 
 def parse_columns(text: str | None) -> list[str] | None:
@@ -75,24 +78,46 @@ async def export_lines(
     table = q.GROUP_PROFILES if query.group_key is not None else q.USER_PROFILES
     compiled = SqlParams()
     params: dict[str, Any] = {"project_id": project_id, "group_key": query.group_key}
+    source: sql.Composable = sql.SQL("{} AS p").format(table.table)
+    distinct_id = table.distinct_id
+    scope = table.scope()
     conditions: list[sql.Composable] = [sql.SQL("p.project_id = %(project_id)s")]
     if table.group_key:
         conditions.append(sql.SQL("p.group_key = %(group_key)s"))
+    if query.cohort is not None:
+        if query.group_key is not None:
+            raise BadRequest("filter_by_cohort: cohorts are of users; not with data_group_id")
+        users = universe(compiled, project_id, all_users=query.all_users)
+        source, distinct_id, conditions = users.source, users.distinct_id, [users.where]
+        if query.all_users:
+            scope = q.all_users_scope()
+        conditions.append(
+            await cohort_condition(
+                conn,
+                project_id,
+                query.cohort,
+                distinct_id=distinct_id,
+                params=compiled,
+                now=now,
+                profile=True,
+            )
+        )
     if query.where is not None:
-        conditions.append(compile_where(query.where, table.scope(), compiled, now=now))
+        conditions.append(compile_where(query.where, scope, compiled, now=now))
     where = sql.SQL(" AND ").join(conditions)
+    reading = _Rows(source, distinct_id, table)
 
     async with conn.transaction():
         if query.format == "csv":
             columns = query.columns
             if columns is None:
-                columns = await _property_names(conn, table, where, {**compiled.values, **params})
+                columns = await _property_names(conn, reading, where, {**compiled.values, **params})
             yield _csv_header(columns)
-            line = _csv_line(table, columns, params)
+            line = _csv_line(reading, columns, params)
         else:
-            line = _json_line(table, query.columns, params)
-        statement = sql.SQL("SELECT {line} FROM {table} AS p WHERE {where} ORDER BY {id}").format(
-            line=line, table=table.table, where=where, id=table.distinct_id
+            line = _json_line(reading, query.columns, params)
+        statement = sql.SQL("SELECT {line} FROM {source} WHERE {where} ORDER BY {id}").format(
+            line=line, source=source, where=where, id=distinct_id
         )
         async with conn.cursor(name="profilestore_export", row_factory=tuple_row) as cur:
             cur.itersize = FETCH_ROWS
@@ -102,15 +127,26 @@ async def export_lines(
                 yield ("\n".join(r[0] for r in rows) + "\n").encode()
 
 
+@dataclass(frozen=True)
+class _Rows:
+    """What the export reads: `FROM {source}`, each row's id, and the profile (alias p, NULLs for a
+    cohort member without one)."""
+
+    source: sql.Composable
+    distinct_id: sql.Composable
+    table: q.ProfileTable
+
+
 async def _property_names(
-    conn: AsyncConnection[Any], table: q.ProfileTable, where: sql.Composable, params: dict[str, Any]
+    conn: AsyncConnection[Any], rows: _Rows, where: sql.Composable, params: dict[str, Any]
 ) -> list[str]:
     # $last_seen comes from its column: asked for separately, so the scan reads the stored properties only.
     statement = sql.SQL(
-        "SELECT DISTINCT k FROM {table} AS p, jsonb_object_keys(p.properties) AS k WHERE {where}"
+        "SELECT DISTINCT k FROM {source} CROSS JOIN LATERAL jsonb_object_keys(p.properties) AS k"
+        " WHERE {where}"
         " UNION SELECT '$last_seen' WHERE EXISTS"
-        " (SELECT FROM {table} AS p WHERE {where} AND p.last_seen IS NOT NULL) ORDER BY 1"
-    ).format(table=table.table, where=where)
+        " (SELECT FROM {source} WHERE {where} AND p.last_seen IS NOT NULL) ORDER BY 1"
+    ).format(source=rows.source, where=where)
     cur = await conn.execute(statement, params)
     names = [next(iter(r.values())) for r in await cur.fetchall()]
     if len(names) > MAX_COLUMNS:
@@ -133,23 +169,23 @@ def _value(table: q.ProfileTable, name: str, placeholder: sql.Placeholder) -> sq
     return sql.SQL("p.properties -> {}").format(placeholder)
 
 
-def _csv_line(table: q.ProfileTable, columns: list[str], params: dict[str, Any]) -> sql.Composable:
-    cells: list[sql.Composable] = [sql.SQL("profilestore_csv_cell(to_jsonb({}))").format(table.distinct_id)]
+def _csv_line(rows: _Rows, columns: list[str], params: dict[str, Any]) -> sql.Composable:
+    cells: list[sql.Composable] = [sql.SQL("profilestore_csv_cell(to_jsonb({}))").format(rows.distinct_id)]
     for i, name in enumerate(columns):
         params[f"c{i}"] = name
-        value = _value(table, name, sql.Placeholder(f"c{i}"))
+        value = _value(rows.table, name, sql.Placeholder(f"c{i}"))
         cells.append(sql.SQL("profilestore_csv_cell({})").format(value))
     return sql.SQL("concat_ws(',', {})").format(sql.SQL(", ").join(cells))
 
 
-def _json_line(table: q.ProfileTable, columns: list[str] | None, params: dict[str, Any]) -> sql.Composable:
-    properties = table.properties
+def _json_line(rows: _Rows, columns: list[str] | None, params: dict[str, Any]) -> sql.Composable:
+    properties = rows.table.properties
     if columns is not None:
         params["columns"] = columns
         properties = q.selected_properties(properties, sql.Placeholder("columns"))
-    return sql.SQL("jsonb_build_object('$distinct_id', {}, '$properties', {})::text").format(
-        table.distinct_id, properties
-    )
+    return sql.SQL(
+        "jsonb_build_object('$distinct_id', {}, '$properties', coalesce({}, '{{}}'::jsonb))::text"
+    ).format(rows.distinct_id, properties)
 
 
 async def gzipped(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -12,13 +12,17 @@ from typing import Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from psycopg import sql
 
+from profilestore.cohorts import cohort_condition
+from profilestore.cohorts.compile import resolve_spec
 from profilestore.deps import PoolDep, ProjectDep, SettingsDep
-from profilestore.errors import BadRequest
+from profilestore.errors import BadRequest, NotFound
+from profilestore.expressions import SqlParams
 from profilestore.ingest.service import database
 from profilestore.query.engage import engage_query, parse_where, query_profiles
 from profilestore.query.export import ExportQuery, export_lines, gzipped, parse_columns
-from profilestore.query.params import read_params
+from profilestore.query.params import json_param, read_params
 
 router = APIRouter()
 
@@ -57,18 +61,36 @@ async def export(
     ),
     columns: str | None = Query(None, description="properties to export, comma-separated (default: all)"),
     filter_by_cohort: str | None = Query(None, description='{"id": N} or {"raw_cohort": {...}}'),
+    include_all_users: bool = Query(
+        True, description="with filter_by_cohort: also members with events but no profile (empty cells)"
+    ),
     data_group_id: str | None = Query(None, description="export group profiles of this group key"),
     gzip: bool = Query(False, description="a .gz file (also sent gzip-encoded on Accept-Encoding: gzip)"),
 ) -> StreamingResponse:
+    now = time.time()
+    cohort = None
     if filter_by_cohort:
-        raise BadRequest("filter_by_cohort: cohorts are not available on this server yet")
+        try:
+            cohort = resolve_spec(json_param({"filter_by_cohort": filter_by_cohort}, "filter_by_cohort"))
+            async with database(pool, settings) as conn:  # errors now, not in the middle of the stream
+                await cohort_condition(
+                    conn, project_id, cohort, distinct_id=sql.SQL("NULL"), params=SqlParams(), now=now
+                )
+        except NotFound:
+            raise
+        except BadRequest as exc:
+            message = exc.message.removeprefix("filter_by_cohort: ")
+            raise BadRequest(f"filter_by_cohort: {message}") from None
     query = ExportQuery(
         format=format,
         where=parse_where("where", where),
         columns=parse_columns(columns),
         group_key=data_group_id,
+        cohort=cohort,
+        all_users=include_all_users,
     )
-    now = time.time()
+    if cohort is not None and data_group_id is not None:
+        raise BadRequest("filter_by_cohort: cohorts are of users; not with data_group_id")
 
     async def body() -> AsyncIterator[bytes]:
         async with database(pool, settings) as conn:
