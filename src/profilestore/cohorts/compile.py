@@ -121,11 +121,16 @@ async def cohort_condition(
 
 
 async def check_definition(
-    conn: AsyncConnection[Any], project_id: int, definition: CohortDefinition, *, cohort_id: int | None
+    conn: AsyncConnection[Any],
+    project_id: int,
+    definition: CohortDefinition,
+    *,
+    cohort_id: int | None,
+    path: str = "",
 ) -> None:
     """At save time: every referenced cohort exists and none leads back to `cohort_id`."""
     compiler = _Compiler(conn, project_id, SqlParams(), 0.0, sql.SQL("d"), False)
-    await compiler.group(definition, "", [] if cohort_id is None else [cohort_id])
+    await compiler.group(definition, path, [] if cohort_id is None else [cohort_id])
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, Query, Response
-from fastapi.responses import ORJSONResponse
 
 from profilestore.cohorts import service
 from profilestore.cohorts.schemas import (
@@ -112,11 +111,10 @@ LIST_PATHS = [
 ]
 
 
-async def mixpanel_list(project_id: ProjectDep, settings: SettingsDep, pool: PoolDep) -> ORJSONResponse:
+async def mixpanel_list(project_id: ProjectDep, settings: SettingsDep, pool: PoolDep) -> list[MixpanelCohort]:
     """Mixpanel's cohorts list: a bare JSON array."""
     async with database(pool, settings) as conn:
-        cohorts: list[MixpanelCohort] = await service.mixpanel_list(conn, project_id, now=time.time())
-    return ORJSONResponse([c.model_dump() for c in cohorts])
+        return await service.mixpanel_list(conn, project_id, now=time.time())
 
 
 for _path in LIST_PATHS:
@@ -125,6 +123,5 @@ for _path in LIST_PATHS:
         mixpanel_list,
         methods=["GET", "POST"],
         summary="Mixpanel's cohort list (/api/2.0/cohorts/list)",
-        response_model=list[MixpanelCohort],
         include_in_schema=_path == LIST_PATHS[0],
     )

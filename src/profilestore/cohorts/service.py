@@ -42,7 +42,7 @@ async def _definition(
     conn: AsyncConnection[Any], project_id: int, value: dict[str, Any], cohort_id: int | None
 ) -> dict[str, Any]:
     definition = parse_definition(value, path="definition")
-    await check_definition(conn, project_id, definition, cohort_id=cohort_id)
+    await check_definition(conn, project_id, definition, cohort_id=cohort_id, path="definition")
     return _stored(definition)
 
 
