@@ -2,11 +2,14 @@
 and the profile's `user[...]`) and a cohort, counted in total (`count`) and in distinct users (`unique`) per
 group of any mix of event name, event property, profile property and time bucket (day, week, month; UTC).
 
-One SQL statement, aggregated by Postgres in two levels: first per (group, distinct_id) with the number of
-events, then per group (`count` = the sum, `unique` = the rows of a real user); both are hash aggregates and
-need no `count(DISTINCT)` sort.  The same inner rows give the range's totals (`unique` over the whole range is
-not the sum of the groups').  When neither `where` nor a cohort reads the profile, events are aggregated
-before the profile join, so the join looks up each (group, user) once instead of each event.
+One SQL statement: the events of the range (joined to their profiles when a key or `where` reads
+`user[...]`) grouped by `GROUPING SETS ((keys), ())`, so the same pass gives every group and the range's
+totals (`unique` over the whole range is not the sum of the groups').  Measured (bench/cohorts.py) against a
+two-level form (count per (group, user), then per group, with hash aggregates): the keys are grouped as
+native values (timestamps, text `COLLATE "C"`, jsonb) and turned into JSON only for the few output rows,
+and `count(DISTINCT distinct_id COLLATE "C")` sorts each group's ids bytewise; that was fastest, and joining
+after a first aggregation saved nothing.  The cohort filter is a condition on each event's user (a hashed
+membership test, cohorts/compile.py).
 
 Choices where query.md is silent:
 * events with no user (distinct_id '') count in `count`, never in `unique`;
@@ -132,33 +135,27 @@ def label(group: GroupBy) -> str:
             return unit
 
 
-def _key(group: GroupBy, compiled: SqlParams, now: float) -> sql.Composable:
+def _key(group: GroupBy, compiled: SqlParams, now: float) -> tuple[sql.Composable, str]:
+    """The grouping expression (cheap to hash and compare) and how its output becomes JSON (`{}`: itself)."""
     match group:
         case EventName():
-            return sql.SQL("to_jsonb(e.event)")
+            return sql.SQL('e.event COLLATE "C"'), "to_jsonb({})"
         case EventProperty(name=name) | UserProperty(name=name):
             prop = Property("user" if isinstance(group, UserProperty) else "properties", name)
             value = compile_value(prop, ev.EVENT_SCOPE, compiled, now=now)
-            return sql.SQL("coalesce({}, 'null'::jsonb)").format(value)
+            return sql.SQL("coalesce({}, 'null'::jsonb)").format(value), "{}"
         case TimeBucket(unit=unit):
-            return sql.SQL(
-                "to_jsonb(to_char(date_trunc({}, e.time AT TIME ZONE 'UTC'), 'YYYY-MM-DD'))"
-            ).format(sql.Literal(unit))
-
-
-def _columns(exprs: list[sql.Composable], names: list[str]) -> sql.Composable:
-    return sql.SQL(", ").join(
-        sql.SQL("{} AS {}").format(x, sql.Identifier(n)) for x, n in zip(exprs, names, strict=True)
-    )
+            bucket = sql.SQL("date_trunc({}, e.time AT TIME ZONE 'UTC')").format(sql.Literal(unit))
+            return bucket, "to_jsonb(to_char({}, 'YYYY-MM-DD'))"
 
 
 async def _cohort(
     conn: AsyncConnection[Any], project_id: int, spec: dict[str, Any], compiled: SqlParams, now: float
 ) -> sql.Composable:
-    """Membership of the pre-aggregated row's user (`r.distinct_id`); errors name the parameter."""
+    """Membership of the event's user; errors name the parameter."""
     try:
         return await cohort_condition(
-            conn, project_id, spec, distinct_id=sql.SQL("r.distinct_id"), params=compiled, now=now
+            conn, project_id, spec, distinct_id=sql.SQL("e.distinct_id"), params=compiled, now=now
         )
     except BadRequest as exc:
         raise BadRequest(f"cohort: {exc.message}") from None
@@ -167,71 +164,39 @@ async def _cohort(
 async def query_statement(
     conn: AsyncConnection[Any], project_id: int, request: EventsQueryRequest, *, now: float
 ) -> tuple[sql.Composed, dict[str, Any]]:
-    """The one statement of the query and its parameters.  Rows: (0, keys as JSON text, count, unique) per
-    group in key order, at most limit + 1; then (1, NULL, count, unique): the totals."""
+    """The one statement of the query and its parameters.  Rows: (1, NULL, count, unique) for the totals
+    first, then (0, keys as JSON text, count, unique) per group in key order, at most limit + 1."""
     where: Node | None = parse_where("where", request.where)
     compiled = SqlParams()
-    params: dict[str, Any] = {"limit": request.limit + 1}
+    params: dict[str, Any] = {"limit": request.limit + 2}
     conditions = ev.event_conditions(project_id, request.from_date, request.to_date, request.events, params)
     if where is not None:
         conditions.append(compile_where(where, ev.EVENT_SCOPE, compiled, now=now))
-    cohort = None
     if request.cohort is not None:
-        cohort = await _cohort(conn, project_id, request.cohort, compiled, now)
-
-    names = [f"k{i}" for i in range(len(request.group_by))]
-    exprs = [_key(g, compiled, now) for g in request.group_by]
-    on_user = [isinstance(g, UserProperty) for g in request.group_by]
-    join_first = ev.uses_user(where)
-    filters = sql.SQL(" AND ").join(conditions)
-    if join_first or not any(on_user):
-        # One level: events (joined when the filter needs the profile) counted per (keys, user).
-        inner = sql.SQL(
-            "SELECT {cols}e.distinct_id, count(*) AS n FROM events AS e{join} WHERE {filters} GROUP BY {by}"
-        ).format(
-            cols=sql.SQL("{}, ").format(_columns(exprs, names)) if names else sql.SQL(""),
-            join=ev.PROFILE_JOIN if join_first else sql.SQL(""),
-            filters=filters,
-            by=sql.SQL(", ").join(sql.SQL(str(i + 1)) for i in range(len(names) + 1)),
-        )
-    else:
-        # Events per (event keys, user) first; then one profile lookup per such row for the profile keys.
-        event_names = [n for n, u in zip(names, on_user, strict=True) if not u]
-        event_exprs = [x for x, u in zip(exprs, on_user, strict=True) if not u]
-        pre = sql.SQL(
-            "SELECT {cols}e.distinct_id, count(*) AS n FROM events AS e WHERE {filters} GROUP BY {by}"
-        ).format(
-            cols=sql.SQL("{}, ").format(_columns(event_exprs, event_names)) if event_names else sql.SQL(""),
-            filters=filters,
-            by=sql.SQL(", ").join(sql.SQL(str(i + 1)) for i in range(len(event_names) + 1)),
-        )
-        outer = [
-            sql.SQL("a.{}").format(sql.Identifier(n)) if not u else x
-            for n, x, u in zip(names, exprs, on_user, strict=True)
-        ]
-        inner = sql.SQL(
-            "SELECT {cols}, a.distinct_id, a.n FROM ({pre}) AS a"
-            " LEFT JOIN profiles AS p ON p.project_id = %(project_id)s AND p.distinct_id = a.distinct_id"
-        ).format(cols=_columns(outer, names), pre=pre)
-    rows = inner if cohort is None else sql.SQL("SELECT * FROM ({}) AS r WHERE {}").format(inner, cohort)
-
-    keys = sql.SQL(", ").join(sql.Identifier(n) for n in names)
-    total = sql.SQL(
-        "SELECT 1 AS kind, 0 AS ord, NULL AS keys, coalesce(sum(n), 0)::bigint,"
-        " count(*) FILTER (WHERE distinct_id <> '')"
-        " FROM (SELECT distinct_id, sum(n) AS n FROM rows GROUP BY distinct_id) AS t"
+        conditions.append(await _cohort(conn, project_id, request.cohort, compiled, now))
+    keys = [_key(g, compiled, now) for g in request.group_by]
+    join = ev.uses_user(where) or any(isinstance(g, UserProperty) for g in request.group_by)
+    names = [sql.Identifier(f"k{i}") for i in range(len(keys))]
+    inner = sql.SQL(
+        'SELECT {cols}e.distinct_id COLLATE "C" AS d FROM events AS e{join} WHERE {filters}'
+    ).format(
+        cols=sql.SQL("").join(
+            sql.SQL("{} AS {}, ").format(x, n) for (x, _), n in zip(keys, names, strict=True)
+        ),
+        join=ev.PROFILE_JOIN if join else sql.SQL(""),
+        filters=sql.SQL(" AND ").join(conditions),
     )
-    groups: sql.Composable = sql.SQL("")
-    if names:
-        groups = sql.SQL(
-            "(SELECT 0, row_number() OVER (ORDER BY {keys}), jsonb_build_array({keys})::text, sum(n)::bigint,"
-            " count(*) FILTER (WHERE distinct_id <> '') FROM rows GROUP BY {keys} ORDER BY {keys}"
-            " LIMIT %(limit)s) UNION ALL "
-        ).format(keys=keys)
+    counts = sql.SQL("count(*), count(DISTINCT d) FILTER (WHERE d <> '')")
+    if not keys:
+        statement = sql.SQL("SELECT 1, NULL, {counts} FROM ({inner}) AS s").format(counts=counts, inner=inner)
+        return statement, {**compiled.values, **params}
+    listed = sql.SQL(", ").join(names)
+    output = sql.SQL(", ").join(sql.SQL(out).format(n) for (_, out), n in zip(keys, names, strict=True))
     statement = sql.SQL(
-        "WITH rows AS ({rows}) SELECT kind, keys, count, uniq FROM ({groups}{total})"
-        " AS x(kind, ord, keys, count, uniq) ORDER BY kind, ord"
-    ).format(rows=rows, groups=groups, total=total)
+        "SELECT grouping({listed}) <> 0 AS total, jsonb_build_array({output})::text, {counts}"
+        " FROM ({inner}) AS s GROUP BY GROUPING SETS (({listed}), ())"
+        " ORDER BY 1 DESC, {listed} LIMIT %(limit)s"
+    ).format(listed=listed, output=output, counts=counts, inner=inner)
     return statement, {**compiled.values, **params}
 
 
@@ -243,8 +208,8 @@ async def query_events(
     await cur.execute(statement, params)
     results: list[Group] = []
     total = Counts(count=0, unique=0)
-    for kind, keys, count, unique in await cur.fetchall():
-        if kind == 1:
+    for is_total, keys, count, unique in await cur.fetchall():
+        if is_total:
             total = Counts(count=count, unique=unique)
         else:
             results.append(Group(keys=orjson.loads(keys), count=count, unique=unique))
