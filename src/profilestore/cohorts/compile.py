@@ -7,9 +7,10 @@ Each filter becomes a set-membership test the planner can run once per statement
   GROUP BY e.distinct_id HAVING count(*) >= N)`.  The subquery reads `ix_events_project_id_event_time`
   (one index range per event name and window) and becomes a hashed SubPlan or a semi-join, so 1M profiles
   cost one pass over the window's events plus one hash probe each.  A correlated `(SELECT count(*) ...
-  WHERE e.distinct_id = d)` was measured too: one index probe per candidate, slower as soon as the
-  candidates number more than a few thousand (bench/README.md).  Counts that include zero (`<= N`, `== 0`)
-  are the complement, `NOT (d IN (... HAVING count(*) > N))`, so users without any event are members.
+  WHERE e.distinct_id = d)` does one index probe per candidate instead; measured with EXPLAIN ANALYZE on
+  100,000 profiles and 2,000,000 events over 90 days (Postgres 15): "bought >= 3 times in 30 days" 234 ms
+  grouped vs 2,200 ms correlated, "pro and never bought in 30 days" 189 ms vs 796 ms.
+  Counts that include zero (`<= N`, `== 0`) are the complement, `NOT (d IN (... HAVING count(*) > N))`, so users without any event are members.
 - property: `d IN (SELECT p.distinct_id FROM profiles p WHERE project AND where)` (the GIN indexes answer
   equality and defined()), or, when the caller's query already has the user's profile row as `p`
   (`profile=True`, NULL when there is none), the expression inline.  No profile: the filter is false.
