@@ -10,7 +10,8 @@ Each filter becomes a set-membership test the planner can run once per statement
   WHERE e.distinct_id = d)` does one index probe per candidate instead; measured with EXPLAIN ANALYZE on
   100,000 profiles and 2,000,000 events over 90 days (Postgres 15): "bought >= 3 times in 30 days" 234 ms
   grouped vs 2,200 ms correlated, "pro and never bought in 30 days" 189 ms vs 796 ms.
-  Counts that include zero (`<= N`, `== 0`) are the complement, `NOT (d IN (... HAVING count(*) > N))`, so users without any event are members.
+  Counts that include zero (`<= N`, `== 0`) are the complement, `NOT (d IN (... HAVING count(*) > N))`,
+  so users without any event are members.
 - property: `d IN (SELECT p.distinct_id FROM profiles p WHERE project AND where)` (the GIN indexes answer
   equality and defined()), or, when the caller's query already has the user's profile row as `p`
   (`profile=True`, NULL when there is none), the expression inline.  No profile: the filter is false.
