@@ -32,10 +32,7 @@ ENGAGE_PATHS = ["/api/2.0/engage", "/api/2.0/engage/", "/api/query/engage", "/ap
 async def engage(request: Request, project_id: ProjectDep, settings: SettingsDep, pool: PoolDep) -> Response:
     """Mixpanel's profile query: `where`, `distinct_ids`, `output_properties`, paged with `session_id`."""
     query = engage_query(await read_params(request))
-    async with database(pool, settings) as conn:
-        body = await query_profiles(
-            conn, project_id, query, now=time.time(), idle_seconds=settings.query_session_idle_seconds
-        )
+    body = await query_profiles(pool, project_id, query, now=time.time(), settings=settings)
     return Response(body, media_type="application/json")
 
 

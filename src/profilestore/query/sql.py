@@ -78,6 +78,17 @@ GROUP_PROFILES = ProfileTable(
 )
 
 
+# The first request of a session (sessions.py): the advisory lock that later pages wait on while the session
+# is built, the count, and page 0's ids; all in the session's repeatable-read snapshot.
+LOCK_SESSION = "SELECT pg_advisory_xact_lock(hashtextextended(%(session_id)s, 0))"
+WAIT_FOR_SESSION = "SELECT pg_advisory_xact_lock_shared(hashtextextended(%(session_id)s, 0))"
+COUNT_MATCHES = "SELECT count(*) AS total FROM {source} WHERE {where}"
+FIRST_IDS = """
+SELECT array(SELECT {distinct_id} FROM {source} WHERE {where} ORDER BY {order} LIMIT %(page_size)s) AS ids
+"""
+
+# Every matching id, numbered in the session's order, stored a row per page: any later page is then one
+# primary-key read, whatever its number.
 CREATE_SESSION = """
 WITH matched AS (
     SELECT {distinct_id} AS id, row_number() OVER (ORDER BY {order}) - 1 AS n
@@ -92,7 +103,6 @@ WITH matched AS (
 INSERT INTO query_sessions (id, project_id, group_key, page_size, total, all_users)
 SELECT %(session_id)s, %(project_id)s, %(group_key)s, %(page_size)s, coalesce(sum(size), 0), %(all_users)s
 FROM pages
-RETURNING total
 """
 
 # Touch the session at most once a minute: concurrent page requests then rarely wait on its row lock.
@@ -112,12 +122,15 @@ WHERE id = %(session_id)s AND project_id = %(project_id)s
 # `$properties: {{}}`), else a JOIN (a profile deleted since the first page drops out).
 PAGE = """
 SELECT jsonb_build_object('$distinct_id', u.id, '$properties', coalesce({properties}, '{{}}'))::text AS row
-FROM query_session_pages AS s
-CROSS JOIN LATERAL unnest(s.ids) WITH ORDINALITY AS u(id, n)
+FROM unnest({ids}) WITH ORDINALITY AS u(id, n)
 {join} {table} AS p ON {key} AND {distinct_id} = u.id
-WHERE s.session_id = %(session_id)s AND s.page = %(page)s
 ORDER BY u.n
 """
+# The ids of a stored page, and of page 0 while the session is being built ({ids} of PAGE).
+STORED_PAGE_IDS = (
+    "(SELECT s.ids FROM query_session_pages AS s WHERE s.session_id = %(session_id)s AND s.page = %(page)s)"
+)
+FIRST_PAGE_IDS = "%(first_ids)s::text[]"
 
 EXPIRE_SESSIONS = """
 WITH gone AS (
