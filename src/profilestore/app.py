@@ -107,6 +107,17 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         # Not waiting: a database that is down at start-up gives 503s until it is up, not a crash.
         await pool.open(wait=False)
         app.state.pool = pool
+        # READ_DATABASE_URL: a streaming replica for the reads that write nothing (exports, event queries).
+        read_pool = pool
+        if settings.read_database_url:
+            read_pool = make_pool(
+                settings.read_database_url,
+                min_size=1,
+                max_size=settings.pool_max_size,
+                timeout=settings.db_timeout_seconds,
+            )
+            await read_pool.open(wait=False)
+        app.state.read_pool = read_pool
         _tune_gc()
         sweeper = asyncio.create_task(_sweep_tombstones(app))
         partitioner = asyncio.create_task(_ensure_partitions(app))
@@ -117,6 +128,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             sweeper.cancel()
             partitioner.cancel()
             sessions.cancel()
+            if read_pool is not pool:
+                await read_pool.close()
             await pool.close()
 
     app = FastAPI(

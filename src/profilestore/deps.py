@@ -27,6 +27,12 @@ async def _pool(request: Request) -> AsyncConnectionPool:
     return pool
 
 
+async def _read_pool(request: Request) -> AsyncConnectionPool:
+    """The pool of READ_DATABASE_URL (a replica) for reads that write nothing; the main pool without it."""
+    pool: AsyncConnectionPool = request.app.state.read_pool
+    return pool
+
+
 async def _tokens(request: Request) -> TokenCache:
     tokens: TokenCache = request.app.state.tokens
     return tokens
@@ -34,6 +40,7 @@ async def _tokens(request: Request) -> TokenCache:
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 PoolDep = Annotated[AsyncConnectionPool, Depends(_pool)]
+ReadPoolDep = Annotated[AsyncConnectionPool, Depends(_read_pool)]
 TokensDep = Annotated[TokenCache, Depends(_tokens)]
 
 

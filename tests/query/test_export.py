@@ -230,3 +230,35 @@ def test_200k_profiles_in_constant_memory(database_url: str, db: psycopg.Connect
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_export_reads_from_the_read_replica(
+    database_url: str, db: psycopg.Connection[dict[str, Any]]
+) -> None:
+    """READ_DATABASE_URL: the export streams from the replica (here a second database holding other rows),
+    while authentication stays on the primary."""
+    import uuid
+
+    from profilestore.db import migrate
+    from profilestore.db.engine import connect
+    from support import LiveServer, make_settings, new_project, replace_dbname
+
+    project = new_project(database_url)
+    name = f"profilestore_replica_{uuid.uuid4().hex[:8]}"
+    db.execute(f'CREATE DATABASE "{name}"')
+    replica = replace_dbname(database_url, name)
+    try:
+        migrate.upgrade(replica)
+        with connect(replica) as conn:
+            conn.execute(
+                "INSERT INTO profiles (project_id, distinct_id, properties) VALUES (%s, 'on-replica', '{}')",
+                (project["id"],),
+            )
+        with (
+            LiveServer(database_url, make_settings(read_database_url=replica)) as live,
+            httpx.Client(base_url=live.url) as client,
+        ):
+            text = export(client, project["api_secret"], format="jsonl").text
+        assert [json.loads(line)["$distinct_id"] for line in text.splitlines()] == ["on-replica"]
+    finally:
+        db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -16,7 +16,7 @@ from psycopg import sql
 
 from profilestore.cohorts import cohort_condition
 from profilestore.cohorts.compile import resolve_spec
-from profilestore.deps import PoolDep, ProjectDep, SettingsDep
+from profilestore.deps import PoolDep, ProjectDep, ReadPoolDep, SettingsDep
 from profilestore.errors import BadRequest, NotFound
 from profilestore.expressions import SqlParams
 from profilestore.ingest.service import database
@@ -52,6 +52,7 @@ async def export(
     project_id: ProjectDep,
     settings: SettingsDep,
     pool: PoolDep,
+    read_pool: ReadPoolDep,
     format: Literal["csv", "jsonl"] = Query("csv", description="csv or jsonl"),
     where: str | None = Query(
         None, description="an expression over profile properties (docs/expressions.md)"
@@ -90,7 +91,7 @@ async def export(
         raise BadRequest("filter_by_cohort: cohorts are of users; not with data_group_id")
 
     async def body() -> AsyncIterator[bytes]:
-        async with database(pool, settings) as conn:
+        async with database(read_pool, settings) as conn:
             async for chunk in export_lines(conn, project_id, query, now=now):
                 yield chunk
 
