@@ -44,7 +44,7 @@ from profilestore.cohorts.schemas import (
 )
 from profilestore.errors import BadRequest, NotFound
 from profilestore.expressions import Scope, Source, SqlParams, compile_where, parse
-from profilestore.query.sql import USER_PROFILES
+from profilestore.profile_tables import USER_PROFILES
 
 __all__ = ["MAX_DEPTH", "Universe", "cohort_condition", "resolve_spec", "universe", "window_bounds"]
 

@@ -20,6 +20,7 @@ from profilestore.cohorts.compile import resolve_spec
 from profilestore.errors import BadRequest, NotFound
 from profilestore.expressions import Node, SqlParams, compile_value, compile_where, parse
 from profilestore.ingest.service import database
+from profilestore.profile_tables import GROUP_PROFILES, USER_PROFILES, ProfileTable
 from profilestore.query import sessions
 from profilestore.query import sql as q
 from profilestore.query.params import bool_param, int_param, json_param, text_param
@@ -185,7 +186,7 @@ async def query_profiles(
 def _page_statement(
     query: EngageQuery, session: sessions.Session, params: dict[str, Any], ids: sql.Composable
 ) -> sql.Composed:
-    table = q.GROUP_PROFILES if session.group_key is not None else q.USER_PROFILES
+    table = GROUP_PROFILES if session.group_key is not None else USER_PROFILES
     properties = table.properties
     if query.output_properties is not None:
         properties = q.selected_properties(properties, sql.Placeholder("output"))
@@ -200,7 +201,7 @@ def _page_statement(
     )
 
 
-def _key(table: q.ProfileTable, group_key: str | None, params: dict[str, Any]) -> sql.Composable:
+def _key(table: ProfileTable, group_key: str | None, params: dict[str, Any]) -> sql.Composable:
     if table.group_key:
         params["group_key"] = group_key
         return sql.SQL("p.project_id = %(project_id)s AND p.group_key = %(group_key)s")
@@ -216,7 +217,7 @@ async def _matches(
     now: float,
 ) -> sessions.Matches:
     """The session's FROM, WHERE and ORDER BY (a cohort's definition is read here, before the snapshot)."""
-    table = q.GROUP_PROFILES if query.group_key is not None else q.USER_PROFILES
+    table = GROUP_PROFILES if query.group_key is not None else USER_PROFILES
     compiled = SqlParams()
     params: dict[str, Any] = {"project_id": project_id}
     all_users = session.all_users

@@ -21,7 +21,7 @@ from psycopg import sql
 from profilestore.errors import BadRequest
 from profilestore.expressions import Node, Scope, Source
 from profilestore.expressions.ast import Property, children
-from profilestore.query import sql as q
+from profilestore.profile_tables import USER_PROFILES
 
 EPOCH = sql.SQL("extract(epoch FROM e.time)")
 
@@ -36,7 +36,7 @@ EVENT_SOURCE = Source(
     },
 )
 # No key index on the joined side: `profilestore_keys(NULL)` would make `defined()` NULL without a profile.
-USER_SOURCE = dataclasses.replace(q.USER_PROFILES.scope().properties, keys=None)
+USER_SOURCE = dataclasses.replace(USER_PROFILES.scope().properties, keys=None)
 EVENT_SCOPE = Scope(properties=EVENT_SOURCE, user=USER_SOURCE)
 
 PROFILE_JOIN = sql.SQL(
@@ -91,4 +91,4 @@ def event_conditions(
 
 def user_object() -> sql.Composable:
     """The joined profile as the read API shows it (with `$last_seen`), JSON `null` when there is none."""
-    return sql.SQL("coalesce(({})::text, 'null')").format(q.USER_PROFILES.properties)
+    return sql.SQL("coalesce(({})::text, 'null')").format(USER_PROFILES.properties)

@@ -23,6 +23,7 @@ from psycopg.rows import tuple_row
 from profilestore.cohorts import CohortDefinition, cohort_condition, universe
 from profilestore.errors import BadRequest
 from profilestore.expressions import Node, SqlParams, compile_where
+from profilestore.profile_tables import GROUP_PROFILES, USER_PROFILES, ProfileTable
 from profilestore.query import sql as q
 
 Format = Literal["csv", "jsonl"]
@@ -75,7 +76,7 @@ async def export_lines(
 ) -> AsyncIterator[bytes]:
     """The export, in chunks of bytes (header first for CSV); counts the profiles into `stats`."""
     stats = stats or ExportStats()
-    table = q.GROUP_PROFILES if query.group_key is not None else q.USER_PROFILES
+    table = GROUP_PROFILES if query.group_key is not None else USER_PROFILES
     compiled = SqlParams()
     params: dict[str, Any] = {"project_id": project_id, "group_key": query.group_key}
     source: sql.Composable = sql.SQL("{} AS p").format(table.table)
@@ -134,7 +135,7 @@ class _Rows:
 
     source: sql.Composable
     distinct_id: sql.Composable
-    table: q.ProfileTable
+    table: ProfileTable
 
 
 async def _property_names(
@@ -162,7 +163,7 @@ def _csv_header(columns: list[str]) -> bytes:
     return out.getvalue().encode()
 
 
-def _value(table: q.ProfileTable, name: str, placeholder: sql.Placeholder) -> sql.Composable:
+def _value(table: ProfileTable, name: str, placeholder: sql.Placeholder) -> sql.Composable:
     computed = table.scope().properties.computed.get(name)
     if computed is not None:
         return computed

@@ -2,10 +2,10 @@
 
 Every value from a request is a bound parameter (expressions/ compiles `where` the same way); identifiers here
 are constants of this module.  Why the statements are shaped this way:
-- A session is made by ONE statement: the matching ids are numbered in their final order and stored one row
-  per page (`query_session_pages`), and the session row with the total is written from that same snapshot.
-  Every later page is a primary-key read of one row, whatever its number (deep pages cost what page 0 costs),
-  and nothing that changes afterwards can move a profile between pages.
+- A session's first request counts the matches and reads page 0; then ONE statement numbers every match in
+  the session's order and stores them a row per page (`query_session_pages`), in the same snapshot
+  (sessions.py).  Every later page is a primary-key read of one row, whatever its number (deep pages cost
+  what page 0 costs), and nothing that changes afterwards can move a profile between pages.
 - The profiles of a page are joined by primary key `(project_id, distinct_id)` from the stored ids
   (`unnest ... WITH ORDINALITY` keeps the session's order).
 - The page's JSON is built by Postgres (`jsonb_build_object(...)::text`), so Python never decodes the
@@ -14,69 +14,10 @@ are constants of this module.  Why the statements are shaped this way:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from psycopg import sql
 
 from profilestore.expressions import Scope, Source
-
-ISO_SECONDS = 'YYYY-MM-DD"T"HH24:MI:SS'
-
-
-def iso_text(column: sql.Composable) -> sql.Composable:
-    """A timestamptz column as the text `YYYY-MM-DDTHH:MM:SS` in UTC (query.md's service-maintained dates)."""
-    return sql.SQL("to_char({} AT TIME ZONE 'UTC', {})").format(column, sql.Literal(ISO_SECONDS))
-
-
-@dataclass(frozen=True)
-class ProfileTable:
-    """User profiles or group profiles, as the read API sees them."""
-
-    table: sql.Identifier
-    id_column: sql.Identifier  # what answers as $distinct_id
-    group_key: bool  # group_profiles: rows are further keyed by group_key
-    keys_index: bool  # has the GIN index on profilestore_keys(properties)
-
-    def col(self, name: str) -> sql.Composable:
-        return sql.SQL("p.{}").format(sql.Identifier(name))
-
-    @property
-    def distinct_id(self) -> sql.Composable:
-        return sql.SQL("p.{}").format(self.id_column)
-
-    @property
-    def properties(self) -> sql.Composable:
-        """The properties as the API shows them: the stored ones plus `$last_seen` from its column."""
-        return sql.SQL(
-            "CASE WHEN p.last_seen IS NULL THEN p.properties"
-            " ELSE p.properties || jsonb_build_object('$last_seen', {}) END"
-        ).format(iso_text(self.col("last_seen")))
-
-    def scope(self) -> Scope:
-        source = Source(
-            column=self.col("properties"),
-            computed={
-                "$last_seen": sql.SQL("to_jsonb({})").format(iso_text(self.col("last_seen"))),
-                "$distinct_id": sql.SQL("to_jsonb({})").format(self.distinct_id),
-            },
-            keys=sql.SQL("profilestore_keys(p.properties)") if self.keys_index else None,
-        )
-        return Scope(properties=source)
-
-
-USER_PROFILES = ProfileTable(
-    table=sql.Identifier("profiles"),
-    id_column=sql.Identifier("distinct_id"),
-    group_key=False,
-    keys_index=True,
-)
-GROUP_PROFILES = ProfileTable(
-    table=sql.Identifier("group_profiles"),
-    id_column=sql.Identifier("group_id"),
-    group_key=True,
-    keys_index=False,
-)
-
+from profilestore.profile_tables import USER_PROFILES
 
 # The first request of a session (sessions.py): the advisory lock that later pages wait on while the session
 # is built, the count, and page 0's ids; all in the session's repeatable-read snapshot.
