@@ -1,0 +1,439 @@
+#!/usr/bin/env python
+"""Cohorts and events-with-profiles benchmark: cohort counts and the events query on a million profiles and
+ten million events, against the same questions asked of Postgres directly.
+
+    python bench/cohorts.py [--profiles 1000000] [--events 10000000] [--database-url URL] [--runs 5] [--keep]
+
+One run, one Postgres server (the one of --database-url), one fresh database `profilestore_bench_cohorts` on
+it (created, migrated, dropped at the end unless --keep):
+
+1. --profiles profiles by SQL (bench/query.py's loader: plan pro ~10%, team ~5%, free; country; ...), then
+   --events events by SQL over the last 90 days, in chunks of consecutive time slices (so the table is in
+   roughly time order, as ingestion leaves it), into monthly partitions made beforehand; the events indexes
+   are dropped during the load and rebuilt after it from their own definitions; `users_seen` is filled from
+   the events; `VACUUM (ANALYZE)`.  Users are skewed (user k's share falls like 1/sqrt(k)); 5% of the events
+   are of users without a profile.  Names: Viewed 50%, Added 20%, Purchase 15%, Shared 10%, Signed up 5%;
+   Purchase has an `amount`.
+2. `profilestore serve` is started as a separate process (DATABASE_URL = the bench database).
+3. Three saved cohorts (POST /api/cohorts) counted by `GET /api/cohorts/{id}/count`: plan == "pro" (a property
+   cohort), did Purchase >= 3 times in the last 30 days (behavioural), and their `and`; against a
+   hand-written count in SQL.  Then `POST /api/events/query`: unique users (and events) per day for 30 days
+   broken down by the profile's plan, and per day by event name (no join); against hand-written GROUP BY
+   statements.  Then `GET /api/2.0/export?join_profiles=true` of one day (events/s), against the same lines
+   built by a SELECT read to the end.
+4. The server's peak RSS during each measurement (VmHWM reset through /proc/PID/clear_refs; VmRSS sampled
+   every 20 ms as a fallback); a markdown table with the targets (< 2 s for the counts and the queries,
+   < 300 MB for all; the export's time is informational), one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import psycopg
+from psycopg import sql
+
+import engage
+import query
+from engage import Server, background_load, bench_url, code_version, cpu_model, free_port, postgres_version
+from profilestore.db import migrate
+from query import Row, RssSampler, basic, create_project, load_profiles, markdown, ms, timed
+
+BENCH_DB = "profilestore_bench_cohorts"
+engage.BENCH_DB = BENCH_DB  # engage.py's database helpers read it when called
+query.BENCH_DB = BENCH_DB
+
+EVENT_CHUNKS = 20
+TARGET_S = 2.0
+TARGET_RSS_MB = 300.0
+PRO = 'properties["plan"] == "pro"'
+
+# One statement per time slice [lo, lo + span); the subquery keeps random() per row.
+EVENTS_SQL = """
+INSERT INTO events (project_id, event, distinct_id, time, insert_id, properties, received_at)
+SELECT %(project_id)s, s.ev, s.d, s.t, 'e' || s.g,
+  jsonb_build_object('distinct_id', s.d, 'time', floor(extract(epoch FROM s.t))::bigint,
+      '$insert_id', 'e' || s.g,
+      '$browser', (ARRAY['Chrome', 'Firefox', 'Safari', 'Edge'])[1 + floor(s.r3 * 4)::int],
+      'mp_lib', 'web')
+  || CASE WHEN s.ev = 'Purchase' THEN jsonb_build_object('amount', round((s.r4 * 200)::numeric, 2))
+     ELSE '{}' END,
+  s.t
+FROM (
+  SELECT g, r3, r4,
+    CASE WHEN r6 < 0.05 THEN 'anon' || floor(r1 * 100000)::int
+         ELSE 'u' || lpad((1 + floor(%(profiles)s * r1 * r1))::bigint::text, 8, '0') END AS d,
+    CASE WHEN r2 < 0.50 THEN 'Viewed' WHEN r2 < 0.70 THEN 'Added' WHEN r2 < 0.85 THEN 'Purchase'
+         WHEN r2 < 0.95 THEN 'Shared' ELSE 'Signed up' END AS ev,
+    %(lo)s::timestamptz + r5 * %(span)s::interval AS t
+  FROM (
+    SELECT g, random() AS r1, random() AS r2, random() AS r3, random() AS r4, random() AS r5, random() AS r6
+    FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g
+  ) AS s0
+) AS s
+"""
+
+RAW_COUNTS = {
+    "pro": 'SELECT count(*) FROM profiles WHERE project_id = %(p)s AND properties @> \'{"plan": "pro"}\'',
+    "buyers": """
+SELECT count(*) FROM (
+  SELECT distinct_id FROM events
+  WHERE project_id = %(p)s AND event = 'Purchase' AND time >= now() - interval '30 days' AND time <= now()
+  GROUP BY distinct_id HAVING count(*) >= 3) AS b""",
+    "pro and buyers": """
+SELECT count(*) FROM (
+  SELECT distinct_id FROM events
+  WHERE project_id = %(p)s AND event = 'Purchase' AND time >= now() - interval '30 days' AND time <= now()
+  GROUP BY distinct_id HAVING count(*) >= 3) AS b
+JOIN profiles AS p ON p.project_id = %(p)s AND p.distinct_id = b.distinct_id
+WHERE p.properties @> '{\"plan\": \"pro\"}'""",
+}
+
+RAW_BY_PLAN = """
+SELECT date_trunc('day', e.time AT TIME ZONE 'UTC') AS day, p.properties -> 'plan' AS plan,
+  count(*), count(DISTINCT e.distinct_id) FILTER (WHERE e.distinct_id <> '')
+FROM events AS e LEFT JOIN profiles AS p ON p.project_id = e.project_id AND p.distinct_id = e.distinct_id
+WHERE e.project_id = %(p)s AND e.time >= %(start)s AND e.time < %(end)s
+GROUP BY 1, 2 ORDER BY 1, 2
+"""
+RAW_BY_EVENT = """
+SELECT date_trunc('day', e.time AT TIME ZONE 'UTC') AS day, e.event,
+  count(*), count(DISTINCT e.distinct_id) FILTER (WHERE e.distinct_id <> '')
+FROM events AS e WHERE e.project_id = %(p)s AND e.time >= %(start)s AND e.time < %(end)s
+GROUP BY 1, 2 ORDER BY 1, 2
+"""
+RAW_EXPORT = """
+SELECT concat('{"event":', to_json(e.event)::text, ',"properties":', (e.properties
+  || jsonb_build_object('time', floor(extract(epoch FROM e.time))::bigint, 'distinct_id', e.distinct_id,
+  '$insert_id', e.insert_id))::text, ',"user":', coalesce(p.properties::text, 'null'), '}')
+FROM events AS e LEFT JOIN profiles AS p ON p.project_id = e.project_id AND p.distinct_id = e.distinct_id
+WHERE e.project_id = %(p)s AND e.time >= %(start)s AND e.time < %(end)s
+ORDER BY e.time, e.event, e.distinct_id, e.insert_id
+"""
+
+
+def load_events(url: str, project_id: int, profiles: int, n: int) -> dict[str, Any]:
+    """The events by SQL, a time slice per chunk; indexes dropped for the load and rebuilt after it."""
+    figures: dict[str, Any] = {}
+    end = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    start = end - dt.timedelta(days=90)
+    span = (end - start) / EVENT_CHUNKS
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT profilestore_ensure_event_partitions(%s, 5)", (start,))
+        indexes = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'events'"
+        ).fetchall()
+        for name, _ in indexes:
+            conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+        conn.execute("SELECT setseed(0.17)")
+        began = time.perf_counter()
+        per_chunk = -(-n // EVENT_CHUNKS)
+        for i in range(EVENT_CHUNKS):
+            first, last = i * per_chunk + 1, min(n, (i + 1) * per_chunk)
+            if first > last:
+                break
+            conn.execute(
+                EVENTS_SQL,
+                {
+                    "project_id": project_id,
+                    "profiles": profiles,
+                    "lo": start + i * span,
+                    "span": span,
+                    "first": first,
+                    "last": last,
+                },
+            )
+            rate = last / (time.perf_counter() - began)
+            print(f"  loaded {last:,} events ({rate:,.0f}/s)", end="\r", flush=True)
+        figures["insert_s"] = round(time.perf_counter() - began, 1)
+        print()
+        began = time.perf_counter()
+        conn.execute("SET maintenance_work_mem = '1GB'")
+        for name, definition in indexes:
+            t0 = time.perf_counter()
+            conn.execute(definition.replace(" ON ONLY ", " ON "))
+            print(f"  rebuilt {name} in {time.perf_counter() - t0:.1f} s", flush=True)
+        figures["indexes_s"] = round(time.perf_counter() - began, 1)
+        began = time.perf_counter()
+        conn.execute(
+            "INSERT INTO users_seen (project_id, distinct_id, first_seen, last_seen)"
+            " SELECT project_id, distinct_id, min(time), max(time) FROM events GROUP BY 1, 2"
+        )
+        figures["users_seen_s"] = round(time.perf_counter() - began, 1)
+        began = time.perf_counter()
+        conn.execute("VACUUM (ANALYZE) events")
+        conn.execute("VACUUM (ANALYZE) users_seen")
+        figures["vacuum_analyze_s"] = round(time.perf_counter() - began, 1)
+        row = conn.execute(
+            "SELECT count(*), pg_total_relation_size('events') + coalesce((SELECT sum("
+            "pg_total_relation_size(inhrelid)) FROM pg_inherits WHERE inhparent = 'events'::regclass), 0),"
+            " (SELECT count(*) FROM users_seen), count(*) FILTER (WHERE event = 'Purchase') FROM events"
+        ).fetchone()
+        assert row is not None
+        figures.update(rows=row[0], total_bytes=int(row[1]), users=row[2], purchases=row[3])
+    return figures
+
+
+def measure(
+    name: str,
+    args: argparse.Namespace,
+    server: Server,
+    service: Callable[[], Any],
+    raw: Callable[[], Any],
+    note: Callable[[Any, Any], str] = lambda s, r: "",
+    *,
+    timed_target: bool = True,
+) -> tuple[Row, dict[str, Any]]:
+    """The service's call and the raw one, `args.runs` times each after the warm-up; the peak RSS of the
+    server over the service's runs."""
+    sampler = RssSampler(server.pid)
+    service_timing, service_result = timed(args.runs, args.warmup, service)
+    rss = sampler.finish()
+    raw_timing, raw_result = timed(args.runs, args.warmup, raw)
+    text = note(service_result, raw_result)
+    fast = service_timing.median < TARGET_S or not timed_target
+    ok = fast and rss["peak_rss_mb"] < TARGET_RSS_MB
+    print(
+        f"  {name}: service {ms(service_timing.median)} (max {ms(service_timing.max)}),"
+        f" raw {ms(raw_timing.median)}, peak RSS {rss['peak_rss_mb']} MB {text}",
+        flush=True,
+    )
+    row = Row(
+        name=name,
+        service=ms(service_timing.median),
+        service_max=ms(service_timing.max),
+        raw=ms(raw_timing.median),
+        ratio=service_timing.median / raw_timing.median if raw_timing.median else float("nan"),
+        target=(f"< {TARGET_S:.0f} s, " if timed_target else "")
+        + f"< {TARGET_RSS_MB:.0f} MB ({rss['peak_rss_mb']:.0f} MB)",
+        ok=ok,
+        note=text,
+    )
+    return row, {
+        "service": service_timing.figures(),
+        "raw": raw_timing.figures(),
+        **rss,
+        "note": text,
+        "ok": ok,
+    }
+
+
+def cohort_phase(
+    args: argparse.Namespace,
+    http: httpx.Client,
+    conn: psycopg.Connection[Any],
+    server: Server,
+    project_id: int,
+) -> tuple[list[Row], dict[str, Any]]:
+    buyers = {
+        "type": "event",
+        "event": "Purchase",
+        "count": {"op": ">=", "value": 3},
+        "window": {"last": 30, "unit": "day"},
+    }
+    definitions = {
+        "pro": {"op": "and", "filters": [{"type": "property", "where": PRO}]},
+        "buyers": {"op": "and", "filters": [buyers]},
+        "pro and buyers": {"op": "and", "filters": [{"type": "property", "where": PRO}, buyers]},
+    }
+    rows, figures = [], {}
+    for name, definition in definitions.items():
+        response = http.post("/api/cohorts", json={"name": name, "definition": definition})
+        if response.status_code != 201:
+            raise RuntimeError(f"POST /api/cohorts {name}: {response.status_code} {response.text[:500]}")
+        cohort_id = response.json()["id"]
+
+        def service(cohort_id: int = cohort_id) -> int:
+            response = http.get(f"/api/cohorts/{cohort_id}/count")
+            if response.status_code != 200:
+                raise RuntimeError(f"count {cohort_id}: {response.status_code} {response.text[:500]}")
+            return int(response.json()["count"])
+
+        def raw(name: str = name) -> int:
+            row = conn.execute(RAW_COUNTS[name], {"p": project_id}).fetchone()
+            assert row is not None
+            return int(row[0])
+
+        def note(s: int, r: int) -> str:
+            return f"{s:,} members" + ("" if s == r else f"; raw SQL counts {r:,}")
+
+        row, figures[name] = measure(f"cohort count: {name}", args, server, service, raw, note)
+        rows.append(row)
+    return rows, figures
+
+
+def events_phase(
+    args: argparse.Namespace,
+    http: httpx.Client,
+    conn: psycopg.Connection[Any],
+    server: Server,
+    project_id: int,
+) -> tuple[list[Row], dict[str, Any]]:
+    today = dt.datetime.now(dt.UTC).date()
+    first = today - dt.timedelta(days=29)
+    bounds = {
+        "p": project_id,
+        "start": dt.datetime.combine(first, dt.time(), dt.UTC),
+        "end": dt.datetime.combine(today + dt.timedelta(days=1), dt.time(), dt.UTC),
+    }
+    queries = {
+        "events query: uniques per day x plan, 30 days": (
+            [{"type": "time", "unit": "day"}, {"type": "user", "name": "plan"}],
+            RAW_BY_PLAN,
+        ),
+        "events query: uniques per day x event, 30 days": (
+            [{"type": "time", "unit": "day"}, {"type": "event"}],
+            RAW_BY_EVENT,
+        ),
+    }
+    rows, figures = [], {}
+    for name, (group_by, raw_sql) in queries.items():
+        body = {"from_date": first.isoformat(), "to_date": today.isoformat(), "group_by": group_by}
+
+        def service(body: dict[str, Any] = body) -> dict[str, Any]:
+            response = http.post("/api/events/query", json=body)
+            if response.status_code != 200:
+                raise RuntimeError(f"/api/events/query: {response.status_code} {response.text[:500]}")
+            answer: dict[str, Any] = response.json()
+            return answer
+
+        def raw(raw_sql: str = raw_sql) -> list[Any]:
+            return conn.execute(raw_sql, bounds).fetchall()
+
+        def note(s: dict[str, Any], r: list[Any]) -> str:
+            same = sum(g["count"] for g in s["results"]) == sum(x[2] for x in r) and sorted(
+                g["unique"] for g in s["results"]
+            ) == sorted(x[3] for x in r)
+            return f"{len(s['results'])} groups, {s['total']['count']:,} events" + (
+                "" if same else "; MISMATCH with raw SQL"
+            )
+
+        row, figures[name] = measure(name, args, server, service, raw, note)
+        rows.append(row)
+
+    day = today - dt.timedelta(days=1)
+    day_bounds = {
+        "p": project_id,
+        "start": dt.datetime.combine(day, dt.time(), dt.UTC),
+        "end": dt.datetime.combine(today, dt.time(), dt.UTC),
+    }
+
+    def export() -> tuple[int, int]:
+        params = {"from_date": day.isoformat(), "to_date": day.isoformat(), "join_profiles": "true"}
+        lines = size = 0
+        with http.stream("GET", "/api/2.0/export", params=params) as response:
+            if response.status_code != 200:
+                raise RuntimeError(f"/api/2.0/export: {response.status_code} {response.read()[:500]!r}")
+            for chunk in response.iter_bytes():
+                lines += chunk.count(b"\n")
+                size += len(chunk)
+        return lines, size
+
+    def raw_export() -> tuple[int, int]:
+        lines = size = 0
+        with conn.transaction(), conn.cursor(name="bench_export") as cur:
+            cur.itersize = 5000
+            cur.execute(RAW_EXPORT, day_bounds)
+            for (line,) in cur:
+                lines += 1
+                size += len(line) + 1
+        return lines, size
+
+    def note(s: tuple[int, int], r: tuple[int, int]) -> str:
+        return f"{s[0]:,} events, {s[1] / 2**20:,.0f} MiB" + ("" if s[0] == r[0] else f"; raw {r[0]:,}")
+
+    # the export's time is informational (its rate is what matters); its memory is held to the target
+
+    row, figures["export one day, join_profiles"] = measure(
+        "export of one day, join_profiles", args, server, export, raw_export, note, timed_target=False
+    )
+    rows.append(row)
+    return rows, figures
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--profiles", type=int, default=1_000_000, help="profiles to load")
+    p.add_argument("--events", type=int, default=10_000_000, help="events to load (over 90 days)")
+    p.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+        help="a database on the server to use; the bench creates and drops its own beside it",
+    )
+    p.add_argument("--runs", type=int, default=5, help="measured runs of each query")
+    p.add_argument("--warmup", type=int, default=1, help="unmeasured runs before each measurement")
+    p.add_argument("--workers", type=int, default=1, help="app processes of the server")
+    p.add_argument("--keep", action="store_true", help=f"do not drop {BENCH_DB} at the end")
+    args = p.parse_args()
+    if args.profiles < 1 or args.events < 1 or args.runs < 1 or args.warmup < 0:
+        p.error("--profiles, --events and --runs must be positive, --warmup at least 0")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    url = bench_url(args.database_url)
+    machine: dict[str, Any] = {
+        "nproc": os.cpu_count(),
+        "cpu": cpu_model(),
+        "code": code_version(),
+        "background_load": background_load(),
+    }
+    engage.create_database(args.database_url)
+    server: Server | None = None
+    rows: list[Row] = []
+    results: dict[str, Any] = {}
+    try:
+        machine["postgres"] = postgres_version(url)
+        print(f"machine: {machine}")
+        migrate.upgrade(url)
+        project = create_project(url)
+        print(f"loading {args.profiles:,} profiles ...", flush=True)
+        results["profiles"] = load_profiles(url, project["id"], args.profiles)
+        print(f"loading {args.events:,} events ...", flush=True)
+        results["events"] = ev = load_events(url, project["id"], args.profiles, args.events)
+        print(
+            f"loaded {ev['rows']:,} events ({ev['purchases']:,} Purchase) of {ev['users']:,} users:"
+            f" insert {ev['insert_s']} s, indexes {ev['indexes_s']} s, users_seen {ev['users_seen_s']} s,"
+            f" vacuum+analyze {ev['vacuum_analyze_s']} s; {ev['total_bytes'] / 2**20:,.0f} MiB with indexes",
+            flush=True,
+        )
+        server = Server(url, free_port(), args.workers)
+        server.wait_healthy()
+        headers = {"Authorization": basic(project["api_secret"])}
+        with (
+            httpx.Client(base_url=server.base, headers=headers, timeout=600) as http,
+            psycopg.connect(url, autocommit=True) as conn,
+        ):
+            print(f"\n{args.runs} runs after {args.warmup} warm-up(s)")
+            cohort_rows, results["cohorts"] = cohort_phase(args, http, conn, server, project["id"])
+            event_rows, results["events_queries"] = events_phase(args, http, conn, server, project["id"])
+            rows = cohort_rows + event_rows
+        server.stop()
+        server = None
+    finally:
+        if server is not None:
+            print(server.output())
+            server.stop()
+        if not args.keep:
+            engage.drop_database(args.database_url)
+
+    print()
+    for line in markdown(rows):
+        print(line)
+    print(
+        f"\nmachine: nproc={machine['nproc']}, postgres {machine['postgres'].split(' ', 1)[0]},"
+        f" code {machine['code']}; {args.profiles:,} profiles, {args.events:,} events"
+    )
+    print(json.dumps({"machine": machine, "config": vars(args), **results}, default=str))
+
+
+if __name__ == "__main__":
+    main()
