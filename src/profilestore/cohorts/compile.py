@@ -14,7 +14,7 @@ Each filter becomes a set-membership test the planner can run once per statement
   so users without any event are members.
 - property: `d IN (SELECT p.distinct_id FROM profiles p WHERE project AND where)` (the GIN indexes answer
   equality and defined()), or, when the caller's query already has the user's profile row as `p`
-  (`profile=True`, NULL when there is none), the expression inline.  No profile: the filter is false.
+  (`profile=True`, NULL properties when there is none), the expression inline.  No profile: false.
 - cohort: a dynamic cohort's definition inline (cycles are a 400 naming the path); a static one is
   `d IN (SELECT distinct_id FROM cohort_members WHERE cohort_id = ...)`.
 - and/or/negate: the SQL operators; every part is never NULL, so NOT is exact.
@@ -152,12 +152,17 @@ def universe(params: SqlParams, project_id: int, *, all_users: bool) -> Universe
         return Universe(
             sql.SQL("profiles AS p"), sql.SQL("p.project_id = {}").format(pid), sql.SQL("p.distinct_id")
         )
+    # A UNION ALL of the profiles and of the users seen without one (an anti-join on primary keys), shaped
+    # like the profiles table as `p`: conditions on `p.properties` are pushed into the first branch, where
+    # the GIN indexes answer them, instead of deduplicating and joining every user first (measured on 1M
+    # profiles, 1M users seen: a property cohort's count 3.1 s the old way).
     source = sql.SQL(
-        "(SELECT distinct_id FROM profiles WHERE project_id = {pid}"
-        " UNION SELECT distinct_id FROM users_seen WHERE project_id = {pid}) AS u"
-        " LEFT JOIN profiles AS p ON p.project_id = {pid} AND p.distinct_id = u.distinct_id"
+        "(SELECT p.distinct_id, p.properties, p.last_seen FROM profiles AS p WHERE p.project_id = {pid}"
+        " UNION ALL SELECT s.distinct_id, NULL::jsonb, NULL::timestamptz FROM users_seen AS s"
+        " WHERE s.project_id = {pid} AND NOT EXISTS (SELECT FROM profiles AS q"
+        " WHERE q.project_id = {pid} AND q.distinct_id = s.distinct_id)) AS p"
     ).format(pid=pid)
-    return Universe(source, sql.SQL("true"), sql.SQL("u.distinct_id"))
+    return Universe(source, sql.SQL("true"), sql.SQL("p.distinct_id"))
 
 
 def window_bounds(window: Window | None, now: float) -> tuple[dt.datetime | None, dt.datetime | None, bool]:
@@ -228,7 +233,7 @@ class _Compiler:
             parse(item.where, name=join_path(path, "where")), USER_PROFILES.scope(), self.params, now=self.now
         )
         if self.profile:
-            return sql.SQL("(p.distinct_id IS NOT NULL AND {})").format(where)
+            return sql.SQL("(p.properties IS NOT NULL AND {})").format(where)
         return sql.SQL(
             "({d} IN (SELECT p.distinct_id FROM profiles AS p WHERE p.project_id = {pid} AND {where}))"
         ).format(d=self.distinct_id, pid=self.pid, where=where)
