@@ -7,7 +7,7 @@ profiles), so the first request runs in ONE repeatable-read transaction:
 1. take an advisory lock named after the session (held to the end of the transaction);
 2. count the matches and read the first page's ids and rows: the answer, sent at once;
 3. then, in the background and in the same snapshot, store every id, a row per page (`CREATE_SESSION`),
-   and commit, which releases the lock.
+   and commit, which releases the lock.  (When every match is on page 0, its ids are stored at once.)
 
 A request for a later page that finds no session row waits for that lock (the session may still be being
 built: the client only knows its id once step 2 is done), then looks once more.  The lock lives in Postgres,
@@ -92,6 +92,11 @@ async def create(
         params["first_ids"] = row["ids"] if row else []
         cur = await conn.execute(first_page, params)
         rows = [r["row"] for r in await cur.fetchall()]
+        if total <= session.page_size:
+            await conn.execute(q.CREATE_SMALL_SESSION, {**params, "total": total})
+            await conn.execute("COMMIT")
+            await _release(pool, conn, commit=True)
+            return total, rows
     except BaseException:
         await _release(pool, conn, commit=False)
         raise

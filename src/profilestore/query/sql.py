@@ -46,6 +46,17 @@ SELECT %(session_id)s, %(project_id)s, %(group_key)s, %(page_size)s, coalesce(su
 FROM pages
 """
 
+# A session whose matches all fit on page 0 (a lookup by distinct_id, a narrow filter): its ids are known
+# already, so it is stored at once, without numbering the matches again.
+CREATE_SMALL_SESSION = """
+WITH page AS (
+    INSERT INTO query_session_pages (session_id, page, ids)
+    SELECT %(session_id)s, 0, %(first_ids)s::text[] WHERE cardinality(%(first_ids)s::text[]) > 0
+)
+INSERT INTO query_sessions (id, project_id, group_key, page_size, total, all_users)
+VALUES (%(session_id)s, %(project_id)s, %(group_key)s, %(page_size)s, %(total)s, %(all_users)s)
+"""
+
 # Touch the session at most once a minute: concurrent page requests then rarely wait on its row lock.
 OPEN_SESSION = """
 WITH touched AS (
