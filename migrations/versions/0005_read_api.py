@@ -1,4 +1,4 @@
-"""Read API: GIN indexes for `where` on profiles and group profiles, pagination sessions, export helpers.
+"""Read API: GIN indexes for `where` on profiles and group profiles, and the pagination sessions.
 
 Revision ID: 0005
 Revises: 0004
@@ -6,8 +6,6 @@ Create Date: 2026-11-23
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import op
@@ -17,8 +15,6 @@ revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None
-
-SQL = Path(__file__).resolve().parents[2] / "src" / "profilestore" / "db" / "sql"
 
 
 def upgrade() -> None:
@@ -58,11 +54,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("session_id", "page", name="pk_query_session_pages"),
         prefixes=["UNLOGGED"],
     )
-    op.execute((SQL / "0005_read_api.sql").read_text())
 
 
 def downgrade() -> None:
-    op.execute("DROP FUNCTION profilestore_csv_cell(jsonb)")
     op.drop_table("query_session_pages")
     op.drop_table("query_sessions")
     op.drop_index("ix_group_profiles_properties", table_name="group_profiles")
