@@ -28,6 +28,7 @@ from profilestore.errors import DatabaseUnavailable, ProfilestoreError
 from profilestore.ingest.events_routes import router as events_router
 from profilestore.ingest.routes import router as ingest_router
 from profilestore.projects import TokenCache
+from profilestore.query import sessions as query_sessions
 from profilestore.query import sql as query_sql
 from profilestore.query.events_routes import router as event_query_router
 from profilestore.query.routes import router as query_router
@@ -128,6 +129,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             sweeper.cancel()
             partitioner.cancel()
             sessions.cancel()
+            await query_sessions.finish_builds(timeout=settings.db_timeout_seconds)
             if read_pool is not pool:
                 await read_pool.close()
             await pool.close()

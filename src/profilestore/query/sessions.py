@@ -107,6 +107,14 @@ async def create(
     return total, rows
 
 
+async def finish_builds(timeout: float) -> None:
+    """Lets the builds of this event loop finish (the app's shutdown, before its pool closes)."""
+    loop = asyncio.get_running_loop()
+    mine = {task for task in _BUILDS if task.get_loop() is loop}
+    if mine:
+        await asyncio.wait(mine, timeout=timeout)
+
+
 async def _build(
     pool: AsyncConnectionPool, conn: AsyncConnection[Any], build: sql.Composed, params: dict[str, Any]
 ) -> None:
