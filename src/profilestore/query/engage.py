@@ -15,15 +15,16 @@ import orjson
 from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
-from profilestore.cohorts import CohortDefinition, cohort_condition, parse_definition, universe
+from profilestore.cohorts import CohortDefinition, parse_definition
 from profilestore.cohorts.compile import resolve_spec
 from profilestore.errors import BadRequest, NotFound
-from profilestore.expressions import Node, SqlParams, compile_value, compile_where, parse
+from profilestore.expressions import Node, SqlParams, compile_value, parse
 from profilestore.ingest.service import database
 from profilestore.profile_tables import GROUP_PROFILES, USER_PROFILES, ProfileTable
 from profilestore.query import sessions
 from profilestore.query import sql as q
 from profilestore.query.params import bool_param, int_param, json_param, text_param
+from profilestore.query.rows import matching
 from profilestore.settings import Settings
 
 DEFAULT_PAGE_SIZE = 1000
@@ -217,33 +218,19 @@ async def _matches(
     now: float,
 ) -> sessions.Matches:
     """The session's FROM, WHERE and ORDER BY (a cohort's definition is read here, before the snapshot)."""
-    table = GROUP_PROFILES if query.group_key is not None else USER_PROFILES
     compiled = SqlParams()
-    params: dict[str, Any] = {"project_id": project_id}
-    all_users = session.all_users
-    source: sql.Composable = sql.SQL("{} AS p").format(table.table)
-    distinct_id = table.distinct_id
-    scope = q.all_users_scope() if all_users else table.scope()
-    conditions = [_key(table, query.group_key, params)]
-    if query.cohort is not None:
-        users = universe(compiled, project_id, all_users=all_users)
-        source, distinct_id, conditions = users.source, users.distinct_id, [users.where]
-        conditions.append(
-            await cohort_condition(
-                conn,
-                project_id,
-                query.cohort,
-                distinct_id=distinct_id,
-                params=compiled,
-                now=now,
-                profile=True,
-            )
-        )
-    if query.distinct_ids is not None:
-        conditions.append(sql.SQL("{} = ANY(%(ids)s)").format(distinct_id))
-        params["ids"] = query.distinct_ids
-    if query.where is not None:
-        conditions.append(compile_where(query.where, scope, compiled, now=now))
+    rows = await matching(
+        conn,
+        project_id,
+        compiled,
+        now=now,
+        group_key=query.group_key,
+        cohort=query.cohort,
+        all_users=session.all_users,
+        distinct_ids=query.distinct_ids,
+        where=query.where,
+    )
+    scope, distinct_id = rows.scope, rows.distinct_id
     # The table's own order (its primary key's collation): page 0 of an unfiltered query is then an index
     # scan of page_size rows, and a filtered one a top-N sort.
     order: sql.Composable = distinct_id
@@ -252,9 +239,5 @@ async def _matches(
         direction = sql.SQL("DESC" if query.descending else "ASC")
         order = sql.SQL("{} {} NULLS LAST, {}").format(value, direction, distinct_id)
     return sessions.Matches(
-        source=source,
-        distinct_id=distinct_id,
-        where=sql.SQL(" AND ").join(conditions),
-        order=order,
-        params={**compiled.values, **params},
+        source=rows.source, distinct_id=distinct_id, where=rows.where, order=order, params=compiled.values
     )

@@ -21,11 +21,12 @@ from typing import Any, Literal
 from psycopg import AsyncConnection, sql
 from psycopg.rows import tuple_row
 
-from profilestore.cohorts import CohortDefinition, cohort_condition, universe
+from profilestore.cohorts import CohortDefinition
 from profilestore.errors import BadRequest
-from profilestore.expressions import Node, SqlParams, compile_where
-from profilestore.profile_tables import GROUP_PROFILES, USER_PROFILES, ProfileTable
+from profilestore.expressions import Node, SqlParams
+from profilestore.profile_tables import ProfileTable
 from profilestore.query import sql as q
+from profilestore.query.rows import matching
 
 Format = Literal["csv", "jsonl"]
 FETCH_ROWS = 5000
@@ -77,37 +78,20 @@ async def export_lines(
 ) -> AsyncIterator[bytes]:
     """The export, in chunks of bytes (header first for CSV); counts the profiles into `stats`."""
     stats = stats or ExportStats()
-    table = GROUP_PROFILES if query.group_key is not None else USER_PROFILES
     compiled = SqlParams()
-    params: dict[str, Any] = {"project_id": project_id, "group_key": query.group_key}
-    source: sql.Composable = sql.SQL("{} AS p").format(table.table)
-    distinct_id = table.distinct_id
-    scope = table.scope()
-    conditions: list[sql.Composable] = [sql.SQL("p.project_id = %(project_id)s")]
-    if table.group_key:
-        conditions.append(sql.SQL("p.group_key = %(group_key)s"))
-    if query.cohort is not None:
-        if query.group_key is not None:
-            raise BadRequest("filter_by_cohort: cohorts are of users; not with data_group_id")
-        users = universe(compiled, project_id, all_users=query.all_users)
-        source, distinct_id, conditions = users.source, users.distinct_id, [users.where]
-        if query.all_users:
-            scope = q.all_users_scope()
-        conditions.append(
-            await cohort_condition(
-                conn,
-                project_id,
-                query.cohort,
-                distinct_id=distinct_id,
-                params=compiled,
-                now=now,
-                profile=True,
-            )
-        )
-    if query.where is not None:
-        conditions.append(compile_where(query.where, scope, compiled, now=now))
-    where = sql.SQL(" AND ").join(conditions)
-    reading = _Rows(source, distinct_id, table)
+    params: dict[str, Any] = {}
+    found = await matching(
+        conn,
+        project_id,
+        compiled,
+        now=now,
+        group_key=query.group_key,
+        cohort=query.cohort,
+        all_users=query.all_users,
+        where=query.where,
+    )
+    source, distinct_id, where = found.source, found.distinct_id, found.where
+    reading = _Rows(source, distinct_id, found.table)
 
     async with conn.transaction():
         if query.format == "csv":
