@@ -66,8 +66,7 @@ async def create(
     retry_after: int,
 ) -> tuple[int, list[str]]:
     """Counts the matches and renders page 0 (`first_page` with `page_params`: rows of the ids
-    `%(first_ids)s`); the session's
-    pages are stored in the background.  Returns (total, rows of page 0)."""
+    `%(first_ids)s`); the session's pages are stored in the background.  Returns (total, page 0's rows)."""
     try:
         conn: AsyncConnection[Any] = await pool.getconn()
     except (PoolTimeout, psycopg.OperationalError) as exc:
@@ -92,14 +91,16 @@ async def create(
         params["first_ids"] = row["ids"] if row else []
         cur = await conn.execute(first_page, params)
         rows = [r["row"] for r in await cur.fetchall()]
-        if total <= session.page_size:
+        small = total <= session.page_size
+        if small:
             await conn.execute(q.CREATE_SMALL_SESSION, {**params, "total": total})
             await conn.execute("COMMIT")
-            await _release(pool, conn, commit=True)
-            return total, rows
     except BaseException:
         await _release(pool, conn, commit=False)
         raise
+    if small:
+        await _release(pool, conn, commit=True)
+        return total, rows
     build = sql.SQL(q.CREATE_SESSION).format(order=matches.order, **parts)
     task = asyncio.create_task(_build(pool, conn, build, params))
     _BUILDS.add(task)
