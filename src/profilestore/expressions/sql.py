@@ -20,8 +20,7 @@ exact typed equality), `in [literals]` to an OR of those, `defined()` to `keys @
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 from typing import Literal as TypingLiteral
@@ -43,39 +42,12 @@ from profilestore.expressions.ast import (
     is_constant,
 )
 from profilestore.expressions.evaluate import _thaw, evaluate_raw
+from profilestore.expressions.scope import Scope, Source, SqlParams
 from profilestore.expressions.values import UNDEFINED, Datetime
 
-__all__ = ["Scope", "Source", "SqlParams", "compile_value", "compile_where"]
+__all__ = ["compile_value", "compile_where"]
 
 Kind = TypingLiteral["json", "num", "dt", "bool"]
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where one kind of property access reads from."""
-
-    column: sql.Composable
-    computed: Mapping[str, sql.Composable] = field(default_factory=dict)
-    keys: sql.Composable | None = None
-
-
-@dataclass(frozen=True)
-class Scope:
-    properties: Source
-    user: Source | None = None
-
-
-class SqlParams:
-    """The bound values of one statement, as named placeholders so fragments compose in any order."""
-
-    def __init__(self, prefix: str = "p") -> None:
-        self.prefix = prefix
-        self.values: dict[str, object] = {}
-
-    def add(self, value: object) -> sql.Placeholder:
-        name = f"{self.prefix}{len(self.values)}"
-        self.values[name] = value
-        return sql.Placeholder(name)
 
 
 @dataclass(frozen=True)
