@@ -26,7 +26,7 @@ from profilestore.errors import BadRequest
 from profilestore.expressions import Node, SqlParams
 from profilestore.profile_tables import ProfileTable
 from profilestore.query import sql as q
-from profilestore.query.rows import matching
+from profilestore.query.rows import Matching, matching
 
 Format = Literal["csv", "jsonl"]
 FETCH_ROWS = 5000
@@ -91,17 +91,16 @@ async def export_lines(
         where=query.where,
     )
     source, distinct_id, where = found.source, found.distinct_id, found.where
-    reading = _Rows(source, distinct_id, found.table)
 
     async with conn.transaction():
         if query.format == "csv":
             columns = query.columns
             if columns is None:
-                columns = await _property_names(conn, reading, where, {**compiled.values, **params})
+                columns = await _property_names(conn, found, where, {**compiled.values, **params})
             yield _csv_header(columns)
-            line = _csv_line(reading, columns, params)
+            line = _csv_line(found, columns, params)
         else:
-            line = _json_line(reading, query.columns, params)
+            line = _json_line(found, query.columns, params)
         statement = sql.SQL("SELECT {line} FROM {source} WHERE {where} ORDER BY {id}").format(
             line=line, source=source, where=where, id=distinct_id
         )
@@ -113,18 +112,8 @@ async def export_lines(
                 yield ("\n".join(r[0] for r in rows) + "\n").encode()
 
 
-@dataclass(frozen=True)
-class _Rows:
-    """What the export reads: `FROM {source}`, each row's id, and the profile (alias p, NULLs for a
-    cohort member without one)."""
-
-    source: sql.Composable
-    distinct_id: sql.Composable
-    table: ProfileTable
-
-
 async def _property_names(
-    conn: AsyncConnection[Any], rows: _Rows, where: sql.Composable, params: dict[str, Any]
+    conn: AsyncConnection[Any], rows: Matching, where: sql.Composable, params: dict[str, Any]
 ) -> list[str]:
     # $last_seen comes from its column: asked for separately, so the scan reads the stored properties only.
     statement = sql.SQL(
@@ -162,7 +151,7 @@ def _csv_cell(text: sql.Composable) -> sql.Composable:
     return sql.SQL("""coalesce('"' || replace({}, '"', '""') || '"', '')""").format(text)
 
 
-def _csv_line(rows: _Rows, columns: list[str], params: dict[str, Any]) -> sql.Composable:
+def _csv_line(rows: Matching, columns: list[str], params: dict[str, Any]) -> sql.Composable:
     cells: list[sql.Composable] = [_csv_cell(rows.distinct_id)]
     for i, name in enumerate(columns):
         params[f"c{i}"] = name
@@ -170,7 +159,7 @@ def _csv_line(rows: _Rows, columns: list[str], params: dict[str, Any]) -> sql.Co
     return sql.SQL("concat_ws(',', {})").format(sql.SQL(", ").join(cells))
 
 
-def _json_line(rows: _Rows, columns: list[str] | None, params: dict[str, Any]) -> sql.Composable:
+def _json_line(rows: Matching, columns: list[str] | None, params: dict[str, Any]) -> sql.Composable:
     properties = rows.table.properties
     if columns is not None:
         params["columns"] = columns
