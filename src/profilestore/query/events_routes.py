@@ -1,7 +1,8 @@
 """HTTP routes of the event read API: thin wrappers over events_export.py and events_query.py.
 
 `/api/2.0/export` is Mixpanel's (errors `{"error": message}`, app.py); `/api/events/query` is the service's
-own JSON API (errors `{"error": Name, "detail": ...}`).  Both need the project's API secret (deps.ProjectDep).
+own JSON API (errors `{"error": Name, "detail": ...}`).  Both need the project's API secret (deps.ProjectDep)
+and write nothing, so both read from READ_DATABASE_URL's replica when there is one.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from profilestore.deps import PoolDep, ProjectDep, SettingsDep
+from profilestore.deps import ProjectDep, ReadPoolDep, SettingsDep
 from profilestore.ingest.service import database
 from profilestore.query.events_export import events_export_query, export_events
 from profilestore.query.events_query import EventsQueryRequest, EventsQueryResponse, query_events
-from profilestore.query.export import gzipped
+from profilestore.query.export import gzipped, started
 from profilestore.query.params import read_params
 
 router = APIRouter()
@@ -25,7 +26,7 @@ EXPORT_PATHS = ["/api/2.0/export", "/api/2.0/export/"]
 
 
 async def export(
-    request: Request, project_id: ProjectDep, settings: SettingsDep, pool: PoolDep
+    request: Request, project_id: ProjectDep, settings: SettingsDep, pool: ReadPoolDep
 ) -> StreamingResponse:
     """Mixpanel's raw event export: `from_date`, `to_date`, `event`, `where`, `limit`, `time_in_ms`, and
     `join_profiles=true` (extension); JSONL, gzip-encoded on `Accept-Encoding: gzip`."""
@@ -37,18 +38,8 @@ async def export(
             async for chunk in export_events(conn, project_id, query, now=now):
                 yield chunk
 
-    # The first chunk before the headers: a database that is down is a 503, not a cut-off 200.
-    chunks = body()
-    first = await anext(chunks, None)
-
-    async def primed() -> AsyncIterator[bytes]:
-        if first is not None:
-            yield first
-            async for chunk in chunks:
-                yield chunk
-
     headers = {}
-    stream = primed()
+    stream = await started(body())
     if "gzip" in request.headers.get("accept-encoding", ""):
         headers["Content-Encoding"] = "gzip"
         stream = gzipped(stream)
@@ -67,7 +58,7 @@ for _path in EXPORT_PATHS:
 
 @router.post("/api/events/query", summary="Events counted (total and unique users) per group")
 async def events_query(
-    body: EventsQueryRequest, project_id: ProjectDep, settings: SettingsDep, pool: PoolDep
+    body: EventsQueryRequest, project_id: ProjectDep, settings: SettingsDep, pool: ReadPoolDep
 ) -> EventsQueryResponse:
     async with database(pool, settings) as conn:
         return await query_events(conn, project_id, body, now=time.time())

@@ -176,3 +176,18 @@ async def gzipped(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         if out := compressor.compress(chunk):
             yield out
     yield compressor.flush()
+
+
+async def started(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The stream with its first chunk already read: whatever fails before any output (a database that is
+    down, a definition found wrong by Postgres) then fails the request with its own status, not the middle
+    of a 200."""
+    first = await anext(chunks, None)
+
+    async def rest() -> AsyncIterator[bytes]:
+        if first is not None:
+            yield first
+            async for chunk in chunks:
+                yield chunk
+
+    return rest()

@@ -21,7 +21,7 @@ from profilestore.errors import BadRequest, NotFound
 from profilestore.expressions import SqlParams
 from profilestore.ingest.service import database
 from profilestore.query.engage import engage_query, parse_where, query_profiles
-from profilestore.query.export import ExportQuery, export_lines, gzipped, parse_columns
+from profilestore.query.export import ExportQuery, export_lines, gzipped, parse_columns, started
 from profilestore.query.params import json_param, read_params
 
 router = APIRouter()
@@ -98,7 +98,7 @@ async def export(
     media_type = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
     filename = f"profiles.{format}"
     headers = {}
-    chunks = body()
+    chunks = await started(body())
     if gzip:
         media_type, filename, chunks = "application/gzip", filename + ".gz", gzipped(chunks)
     elif "gzip" in request.headers.get("accept-encoding", ""):
