@@ -42,7 +42,7 @@ from psycopg import sql
 
 import engage
 import query
-from engage import Server, background_load, bench_url, code_version, cpu_model, free_port, postgres_version
+from engage import Server, bench_url, free_port
 from profilestore.db import migrate
 from query import Row, RssSampler, basic, create_project, load_profiles, markdown, ms, timed
 
@@ -380,19 +380,13 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     url = bench_url(args.database_url)
-    machine: dict[str, Any] = {
-        "nproc": os.cpu_count(),
-        "cpu": cpu_model(),
-        "code": code_version(),
-        "background_load": background_load(),
-    }
+    machine = engage.machine_facts()
     engage.create_database(args.database_url)
     server: Server | None = None
     rows: list[Row] = []
     results: dict[str, Any] = {}
     try:
-        machine["postgres"] = postgres_version(url)
-        print(f"machine: {machine}")
+        engage.announce_machine(machine, url)
         migrate.upgrade(url)
         project = create_project(url)
         print(f"loading {args.profiles:,} profiles ...", flush=True)

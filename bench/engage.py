@@ -843,6 +843,33 @@ def cpu_model() -> str:
     return platform.processor() or "?"
 
 
+def machine_facts() -> dict[str, Any]:
+    """What every bench reports about the machine, taken before it creates its database."""
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu_model(),
+        "python": platform.python_version(),
+        "postgres": "?",
+        "code": code_version(),
+        "background_load": background_load(),
+    }
+
+
+def announce_machine(machine: dict[str, Any], url: str) -> None:
+    """Adds the Postgres version to `machine`, prints the machine line, and warns when it was already busy."""
+    machine["postgres"] = postgres_version(url)
+    print(
+        f"machine: nproc={machine['nproc']} cpu={machine['cpu']!r} python={machine['python']}"
+        f" postgres={machine['postgres']} code={machine['code']}"
+    )
+    load = machine["background_load"]
+    if load["busy_cores"] > 0.2:
+        print(
+            f"WARNING: the machine was already busy before the bench: {load['busy_cores']:.2f} cores"
+            f" ({load['top']}); every figure below is skewed by it"
+        )
+
+
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
@@ -889,28 +916,11 @@ def main() -> None:
     except ImportError:
         pass
     url = bench_url(args.database_url)
-    load = background_load()
-    machine: dict[str, Any] = {
-        "nproc": os.cpu_count(),
-        "cpu": cpu_model(),
-        "python": platform.python_version(),
-        "postgres": "?",
-        "code": code_version(),
-        "background_load": load,
-    }
+    machine = machine_facts()
     create_database(args.database_url)
     server: Server | None = None
     try:
-        machine["postgres"] = postgres_version(url)
-        print(
-            f"machine: nproc={machine['nproc']} cpu={machine['cpu']!r} python={machine['python']}"
-            f" postgres={machine['postgres']} code={machine['code']}"
-        )
-        if load["busy_cores"] > 0.2:
-            print(
-                f"WARNING: the machine was already busy before the bench: {load['busy_cores']:.2f} cores"
-                f" ({load['top']}); every figure below is skewed by it"
-            )
+        announce_machine(machine, url)
         migrate.upgrade(url)
         service_project, raw_project = create_projects(url)
         batches = make_batches(service_project["token"], args.batch)

@@ -39,7 +39,6 @@ import contextlib
 import functools
 import json
 import os
-import platform
 import statistics
 import threading
 import time
@@ -56,17 +55,13 @@ from psycopg.rows import dict_row
 import engage
 from engage import (
     Server,
-    background_load,
     bench_url,
-    code_version,
     cpu_line,
-    cpu_model,
     cpu_snapshot,
     cpu_split,
     create_database,
     drop_database,
     free_port,
-    postgres_version,
 )
 from profilestore import projects
 from profilestore.db import migrate
@@ -698,30 +693,13 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     url = bench_url(args.database_url)
-    load = background_load()
-    machine: dict[str, Any] = {
-        "nproc": os.cpu_count(),
-        "cpu": cpu_model(),
-        "python": platform.python_version(),
-        "postgres": "?",
-        "code": code_version(),
-        "background_load": load,
-    }
+    machine = engage.machine_facts()
     create_database(args.database_url)
     server: Server | None = None
     rows: list[Row] = []
     results: dict[str, Any] = {}
     try:
-        machine["postgres"] = postgres_version(url)
-        print(
-            f"machine: nproc={machine['nproc']} cpu={machine['cpu']!r} python={machine['python']}"
-            f" postgres={machine['postgres']} code={machine['code']}"
-        )
-        if load["busy_cores"] > 0.2:
-            print(
-                f"WARNING: the machine was already busy before the bench: {load['busy_cores']:.2f} cores"
-                f" ({load['top']}); every figure below is skewed by it"
-            )
+        engage.announce_machine(machine, url)
         migrate.upgrade(url)
         project = create_project(url)
         print(f"loading {args.profiles:,} profiles ...", flush=True)

@@ -37,7 +37,6 @@ import functools
 import itertools
 import json
 import os
-import platform
 import random
 import tempfile
 import threading
@@ -56,18 +55,14 @@ import engage
 from engage import (
     PhaseResult,
     Server,
-    background_load,
     bench_url,
-    code_version,
     cpu_line,
-    cpu_model,
     cpu_snapshot,
     cpu_split,
     create_database,
     create_projects,
     drop_database,
     free_port,
-    postgres_version,
     start_profile,
 )
 from profilestore.db import migrate
@@ -620,28 +615,11 @@ def main() -> None:
     except ImportError:
         pass
     url = bench_url(args.database_url)
-    load = background_load()
-    machine: dict[str, Any] = {
-        "nproc": os.cpu_count(),
-        "cpu": cpu_model(),
-        "python": platform.python_version(),
-        "postgres": "?",
-        "code": code_version(),
-        "background_load": load,
-    }
+    machine = engage.machine_facts()
     create_database(args.database_url)
     server: Server | None = None
     try:
-        machine["postgres"] = postgres_version(url)
-        print(
-            f"machine: nproc={machine['nproc']} cpu={machine['cpu']!r} python={machine['python']}"
-            f" postgres={machine['postgres']} code={machine['code']}"
-        )
-        if load["busy_cores"] > 0.2:
-            print(
-                f"WARNING: the machine was already busy before the bench: {load['busy_cores']:.2f} cores"
-                f" ({load['top']}); every figure below is skewed by it"
-            )
+        engage.announce_machine(machine, url)
         migrate.upgrade(url)
         service_project, raw_project = create_projects(url)
         bodies = make_bodies(service_project["token"], raw_project["id"])
