@@ -120,6 +120,15 @@ def test_errors(client: httpx.Client, tricky: dict[str, Any]) -> None:
         response = client.get("/api/profiles/export", params=params, headers=auth)
         assert response.status_code == 400, response.text
         assert response.json()["error"] in ("BadRequest", "ValidationError")
+    # found by the export itself, before its first byte: an answer of its own, not a cut-off 200
+    unknown = client.get("/api/profiles/export", params={"filter_by_cohort": '{"id": 987654}'}, headers=auth)
+    assert unknown.status_code == 404, unknown.text
+    groups = client.get(
+        "/api/profiles/export",
+        params={"filter_by_cohort": '{"id": 987654}', "data_group_id": "company"},
+        headers=auth,
+    )
+    assert groups.status_code == 400 and "data_group_id" in groups.json()["detail"], groups.text
 
 
 def test_cli_export(tricky: dict[str, Any], database_url: str, tmp_path: Any) -> None:

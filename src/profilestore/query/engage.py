@@ -67,7 +67,7 @@ def engage_query(params: dict[str, Any]) -> EngageQuery:
     output = json_param(params, "output_properties")
     if output is not None and (not isinstance(output, list) or not all(isinstance(p, str) for p in output)):
         raise BadRequest("output_properties: must be a JSON array of property names")
-    cohort, all_users = _cohort(params)
+    cohort, all_users = cohort_param(params)
     if cohort is not None and text_param(params, "data_group_id") is not None:
         raise BadRequest("filter_by_cohort: cohorts are of users; not with data_group_id")
     if isinstance(cohort, CohortDefinition) and "behaviors" in params:
@@ -102,7 +102,7 @@ def engage_query(params: dict[str, Any]) -> EngageQuery:
     )
 
 
-def _cohort(params: dict[str, Any]) -> tuple[int | CohortDefinition | None, bool]:
+def cohort_param(params: dict[str, Any]) -> tuple[int | CohortDefinition | None, bool]:
     """filter_by_cohort (`{"id": N}` or `{"raw_cohort": ...}`) and include_all_users; or Mixpanel's older
     `behaviors` with `where` as their selector (profiles only, as Mixpanel answers it)."""
     all_users = bool_param(params, "include_all_users", default=True)

@@ -12,17 +12,12 @@ from typing import Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from psycopg import sql
 
-from profilestore.cohorts import cohort_condition
-from profilestore.cohorts.compile import resolve_spec
 from profilestore.deps import PoolDep, ProjectDep, ReadPoolDep, SettingsDep
-from profilestore.errors import BadRequest, NotFound
-from profilestore.expressions import SqlParams
 from profilestore.ingest.service import database
-from profilestore.query.engage import engage_query, parse_where, query_profiles
+from profilestore.query.engage import cohort_param, engage_query, parse_where, query_profiles
 from profilestore.query.export import ExportQuery, export_lines, gzipped, parse_columns, started
-from profilestore.query.params import json_param, read_params
+from profilestore.query.params import read_params
 
 router = APIRouter()
 
@@ -51,7 +46,6 @@ async def export(
     request: Request,
     project_id: ProjectDep,
     settings: SettingsDep,
-    pool: PoolDep,
     read_pool: ReadPoolDep,
     format: Literal["csv", "jsonl"] = Query("csv", description="csv or jsonl"),
     where: str | None = Query(
@@ -66,19 +60,9 @@ async def export(
     gzip: bool = Query(False, description="a .gz file (also sent gzip-encoded on Accept-Encoding: gzip)"),
 ) -> StreamingResponse:
     now = time.time()
-    cohort = None
-    if filter_by_cohort:
-        try:
-            cohort = resolve_spec(json_param({"filter_by_cohort": filter_by_cohort}, "filter_by_cohort"))
-            async with database(pool, settings) as conn:  # errors now, not in the middle of the stream
-                await cohort_condition(
-                    conn, project_id, cohort, distinct_id=sql.SQL("NULL"), params=SqlParams(), now=now
-                )
-        except NotFound:
-            raise
-        except BadRequest as exc:
-            message = exc.message.removeprefix("filter_by_cohort: ")
-            raise BadRequest(f"filter_by_cohort: {message}") from None
+    # Resolved here so a malformed value is a 400 naming the parameter; a cohort that cannot be compiled
+    # fails in export_lines before the first byte (started()), with its own status.
+    cohort, _ = cohort_param({"filter_by_cohort": filter_by_cohort})
     query = ExportQuery(
         format=format,
         where=parse_where("where", where),
@@ -87,8 +71,6 @@ async def export(
         cohort=cohort,
         all_users=include_all_users,
     )
-    if cohort is not None and data_group_id is not None:
-        raise BadRequest("filter_by_cohort: cohorts are of users; not with data_group_id")
 
     async def body() -> AsyncIterator[bytes]:
         async with database(read_pool, settings) as conn:
