@@ -7,18 +7,16 @@ Create Date: 2026-11-23
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
+
+from profilestore.db.migrate import sql_file
 
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
-
-SQL = Path(__file__).resolve().parents[2] / "src" / "profilestore" / "db" / "sql"
 
 
 def upgrade() -> None:
@@ -46,7 +44,7 @@ def upgrade() -> None:
         sa.Column("delete_until", sa.Double(), nullable=False),
         sa.PrimaryKeyConstraint("project_id", "group_key", "group_id", name="pk_group_profile_tombstones"),
     )
-    op.execute((SQL / "0002_apply_groups.sql").read_text())
+    op.execute(sql_file("0002_apply_groups.sql"))
 
 
 def downgrade() -> None:

@@ -7,18 +7,16 @@ Create Date: 2026-11-24
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
+
+from profilestore.db.migrate import sql_file
 
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
-
-SQL = Path(__file__).resolve().parents[2] / "src" / "profilestore" / "db" / "sql"
 
 
 def upgrade() -> None:
@@ -54,7 +52,7 @@ def upgrade() -> None:
         sa.Column("last_seen", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("project_id", "distinct_id", name="pk_users_seen"),
     )
-    op.execute((SQL / "0003_event_partitions.sql").read_text())
+    op.execute(sql_file("0003_event_partitions.sql"))
     op.execute("SELECT profilestore_ensure_event_partitions(now() - interval '2 months', 5)")
 
 

@@ -7,19 +7,16 @@ Create Date: 2026-11-23
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
+
+from profilestore.db.migrate import sql_file
 
 revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
-
-# The PL/pgSQL of this revision; a later change gets a new file and a new revision, never an edit of these.
-SQL = Path(__file__).resolve().parents[2] / "src" / "profilestore" / "db" / "sql"
 
 
 def upgrade() -> None:
@@ -69,8 +66,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_ingestion_warnings"),
     )
     op.create_index("ix_ingestion_warnings_project_id_id", "ingestion_warnings", ["project_id", "id"])
-    op.execute((SQL / "0001_fold.sql").read_text())
-    op.execute((SQL / "0001_apply_profiles.sql").read_text())
+    op.execute(sql_file("0001_fold.sql"))
+    op.execute(sql_file("0001_apply_profiles.sql"))
 
 
 def downgrade() -> None:

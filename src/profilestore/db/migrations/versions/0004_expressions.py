@@ -8,16 +8,17 @@ Create Date: 2026-11-25
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from alembic import op
+
+from profilestore.db.migrate import sql_file
 
 revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
 
-SQL = Path(__file__).resolve().parents[2] / "src" / "profilestore" / "db" / "sql" / "0004_expressions.sql"
+SQL = sql_file("0004_expressions.sql")
 
 # `CREATE FUNCTION name(arg type, ...)`: the signatures to drop, read from the file so the two never disagree.
 _SIGNATURE = re.compile(r"^CREATE FUNCTION (\w+)\(([^)]*)\)", re.MULTILINE)
@@ -33,10 +34,10 @@ def _signatures(text: str) -> list[str]:
 
 def upgrade() -> None:
     # Straight to the driver: through SQLAlchemy's text(), to_char's "HH24:MI:SS" would be bind parameters.
-    op.get_bind().exec_driver_sql(SQL.read_text())
+    op.get_bind().exec_driver_sql(SQL)
 
 
 def downgrade() -> None:
     # Reverse order: later functions call earlier ones.
-    for signature in reversed(_signatures(SQL.read_text())):
+    for signature in reversed(_signatures(SQL)):
         op.execute(f"DROP FUNCTION {signature}")
