@@ -1,6 +1,7 @@
-"""A plain-Python reference model of `/engage` profile updates (spec: ingest.md, section 3).
+"""A plain-Python reference model of `/engage` profile updates (docs/ingest.md, section 3).
 
-This is the test oracle: slow, in memory, written to be read next to the spec rather than to be fast. It takes
+This is the test oracle: slow, in memory, written to be read next to docs/ingest.md rather than to be fast.
+It takes
 already-valid update records in Mixpanel wire form, one at a time in arrival order, and keeps per profile
 
 - the properties,
@@ -11,7 +12,8 @@ already-valid update records in Mixpanel wire form, one at a time in arrival ord
 
 and per distinct_id the time of the newest `$delete` (the profile tombstone, which never expires here).
 
-Decisions where the spec leaves room, so that a disagreement with the service can be traced to one of them:
+Decisions where the contract (docs/) leaves room, so that a disagreement with the service can be traced to
+one of them:
 - An update that reaches an existing profile counts for `last_seen` even when all its operations lose on
   time or conflict: it is one of the profile's updates. Updates dropped by a profile tombstone, and
   `$remove`/`$unset` updates that find no profile, do not count.

@@ -1,4 +1,4 @@
-"""Hypothesis strategies for `/engage` update sequences, and the validity rules they keep to (ingest.md).
+"""Hypothesis strategies for `/engage` update sequences, and the validity rules they keep to (docs/ingest.md).
 
 The pools are deliberately small so that generated updates collide: few distinct_ids (a batch names each of
 them many times), few property names (operations meet on the same property), few values (equal, JSON-equal
@@ -100,7 +100,7 @@ def update_sequences(max_ids: int = 4, max_len: int = 40) -> SearchStrategy[list
     return st.lists(update_records(ids), min_size=1, max_size=max_len)
 
 
-# --- Validity, as ingest.md states it, to keep the strategies honest ----------------------------------------
+# --- Validity, as docs/ingest.md states it, to keep the strategies honest -----------------------------------
 
 
 def _depth(value: Any) -> int:

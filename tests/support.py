@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import tempfile
 import threading
@@ -21,7 +22,14 @@ from profilestore.db.engine import libpq_dsn
 from profilestore.server import uvicorn_options as server_options
 from profilestore.settings import Settings
 
-SPEC = Path(__file__).resolve().parents[2] / "shared" / "spec"
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def engage_vectors() -> list[dict[str, Any]]:
+    """The worked examples of the update rules (docs/ingest.md section 3): for one profile, the updates in
+    arrival order and the expected properties and last_seen (None where no profile must exist)."""
+    vectors: list[dict[str, Any]] = json.loads((DATA / "engage_vectors.json").read_text())
+    return vectors
 
 
 def make_settings(**overrides: Any) -> Settings:

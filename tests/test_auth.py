@@ -1,4 +1,4 @@
-"""Read-API authentication in every form query.md accepts, over HTTP (GET /api/ingestion-warnings)."""
+"""Read-API authentication in every form docs/query.md accepts, over HTTP (GET /api/ingestion-warnings)."""
 
 from __future__ import annotations
 

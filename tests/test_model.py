@@ -1,11 +1,10 @@
-"""The reference model of `/engage` (tests/model.py) against the spec's worked examples and its edge cases."""
+"""The reference model of `/engage` (tests/model.py) against the worked examples of the update rules
+(tests/data/engage_vectors.json) and its edge cases."""
 
 from __future__ import annotations
 
-import json
 import math
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -14,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 
 from model import ProfileModel, format_last_seen, json_equal, normalize
 from strategies import assert_valid_update, update_sequences
+from support import engage_vectors
 
-VECTORS_PATH = Path(__file__).parents[2] / "shared" / "spec" / "vectors" / "engage.json"
-VECTORS: list[dict[str, Any]] = json.loads(VECTORS_PATH.read_text())
+VECTORS = engage_vectors()
 
 T0 = 1_000_000
 
@@ -49,7 +48,7 @@ def same_json(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-# --- The spec's worked examples -----------------------------------------------------------------------------
+# --- The worked examples (tests/data) ------------------------------------------------------------------
 
 
 def test_vectors_are_loaded() -> None:

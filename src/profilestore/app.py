@@ -39,7 +39,7 @@ log = logging.getLogger("profilestore")
 TOMBSTONE_SWEEP_SECONDS = 3600.0
 PARTITION_CHECK_SECONDS = 86400.0
 SESSION_SWEEP_SECONDS = 300.0
-# Paths whose errors answer in Mixpanel's read-API shape, {"error": message} (query.md).
+# Paths whose errors answer in Mixpanel's read-API shape, {"error": message} (docs/query.md).
 MIXPANEL_READ_PATHS = ("/api/2.0/", "/api/query/")
 
 

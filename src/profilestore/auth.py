@@ -1,4 +1,4 @@
-"""API secrets: hashing, HTTP Basic parsing in every form query.md accepts, constant-time comparison.
+"""API secrets: hashing, HTTP Basic parsing in every form docs/query.md accepts, constant-time comparison.
 
 Secrets are 128 random bits, so SHA-256 is the right hash (a password KDF protects low-entropy secrets
 and only costs time here).  Comparison is `hmac.compare_digest` of the hashes.

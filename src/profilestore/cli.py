@@ -1,4 +1,4 @@
-"""The `profilestore` command (operations.md): serve, migrate, projects create|list|rotate-secret."""
+"""The `profilestore` command (docs/operations.md): serve, migrate, projects create|list|rotate-secret."""
 
 from __future__ import annotations
 

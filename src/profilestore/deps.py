@@ -45,7 +45,7 @@ TokensDep = Annotated[TokenCache, Depends(_tokens)]
 
 
 async def _project_id(request: Request, pool: PoolDep, settings: SettingsDep) -> int:
-    """The project whose API secret the request carries (query.md: every read API needs it)."""
+    """The project whose API secret the request carries (docs/query.md: every read API needs it)."""
     credentials = auth.basic_credentials(request.headers.get("authorization"))
     if credentials is None:
         raise Unauthorized()

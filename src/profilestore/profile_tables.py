@@ -1,6 +1,6 @@
 """The profile tables as every reader sees them (the read API, cohorts, event queries).
 
-`properties` shows the stored properties plus `$last_seen` from its column (query.md: service-maintained
+`properties` shows the stored properties plus `$last_seen` from its column (docs/query.md: service-maintained
 dates are `YYYY-MM-DDTHH:MM:SS` text in UTC), and `scope()` lets expressions read `$last_seen` and
 `$distinct_id` like any property, with the GIN index on the keys where there is one.  Rows are aliased `p`.
 """
@@ -17,7 +17,8 @@ ISO_SECONDS = 'YYYY-MM-DD"T"HH24:MI:SS'
 
 
 def iso_text(column: sql.Composable) -> sql.Composable:
-    """A timestamptz column as the text `YYYY-MM-DDTHH:MM:SS` in UTC (query.md's service-maintained dates)."""
+    """A timestamptz column as the text `YYYY-MM-DDTHH:MM:SS` in UTC (the service-maintained dates of
+    docs/query.md)."""
     return sql.SQL("to_char({} AT TIME ZONE 'UTC', {})").format(column, sql.Literal(ISO_SECONDS))
 
 

@@ -1,7 +1,7 @@
 """How `serve` (and the tests' server) runs uvicorn: the HTTP protocol and its options.
 
 The Node SDK sends every single call as `GET /engage?data=<base64 of the record>`, and records may be 1 MB
-(ingest.md), but httptools' URL parser refuses URLs over 64 KiB (uvicorn then answers a plain-text 400
+(docs/ingest.md), but httptools' URL parser refuses URLs over 64 KiB (uvicorn then answers a plain-text 400
 before the app sees the request).  `LongUrlProtocol` hands it only the path of a long URL and sets the
 query string itself.  URLs stay bounded: at most what a 10 MB body takes in base64, plus slack.
 """

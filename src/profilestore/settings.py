@@ -1,4 +1,4 @@
-"""Configuration, read from the environment (operations.md) and overridable by `serve --flags`.
+"""Configuration, read from the environment (docs/operations.md) and overridable by `serve --flags`.
 
 Nothing here is created at import time: `get_settings()` reads the environment when it is called, and the app
 factory, the CLI and the tests each pass a `Settings` object down explicitly.
@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     db_timeout_seconds: float = 5.0
     retry_after_seconds: int = 5
 
-    # Ingestion limits (ingest.md section 3).
+    # Ingestion limits (docs/ingest.md section 3).
     max_body_bytes: int = 10_000_000  # after decompression
     max_records: int = 2000
     max_record_bytes: int = 1_000_000

@@ -1,4 +1,5 @@
-"""Bad input gets the answer of ingest.md section 2, never a 500; the valid records beside it are stored."""
+"""Bad input gets the answer of docs/ingest.md section 2, never a 500; the valid records beside it are
+stored."""
 
 from __future__ import annotations
 

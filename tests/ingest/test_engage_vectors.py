@@ -1,17 +1,17 @@
-"""Every worked example of the spec (vectors/engage.json), sent over HTTP, gives the expected profile."""
+"""Every worked example of the update rules (tests/data/engage_vectors.json), sent over HTTP, gives the
+expected profile."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
-from support import SPEC, profiles_of
+from support import engage_vectors, profiles_of
 
-VECTORS = json.loads((SPEC / "vectors" / "engage.json").read_text())
+VECTORS = engage_vectors()
 
 
 def send(client: httpx.Client, token: str, updates: list[dict[str, Any]]) -> None:

@@ -1,4 +1,4 @@
-"""/track end to end over HTTP (ingest.md section 5), each case checked against the stored rows."""
+"""/track end to end over HTTP (docs/ingest.md section 5), each case checked against the stored rows."""
 
 from __future__ import annotations
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import httpx
@@ -10,9 +9,9 @@ import psycopg
 import pytest
 from mixpanel import BufferedConsumer, Consumer, Mixpanel
 
-from support import SPEC, LiveServer
+from support import LiveServer, engage_vectors
 
-VECTORS = json.loads((SPEC / "vectors" / "engage.json").read_text())
+VECTORS = engage_vectors()
 Row = dict[str, Any]
 
 

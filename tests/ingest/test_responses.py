@@ -1,4 +1,4 @@
-"""Mixpanel-shaped answers of the ingestion endpoints (ingest.md section 2)."""
+"""Mixpanel-shaped answers of the ingestion endpoints (docs/ingest.md section 2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Every transport form of ingest.md section 1, end to end over HTTP, each checked against the stored rows."""
+"""Every transport form of docs/ingest.md section 1, end to end over HTTP, each checked against the stored
+rows."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Request decoding of the ingestion endpoints (ingest.md section 1): every form the SDKs and scripts send."""
+"""Request decoding of the ingestion endpoints (docs/ingest.md section 1): every form the SDKs and scripts
+send."""
 
 from __future__ import annotations
 

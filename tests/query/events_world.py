@@ -96,7 +96,7 @@ def events() -> list[Row]:
 
 
 def seconds(sent: Any) -> float:
-    """The time as ingestion reads it (ingest.md): ISO text, seconds, or milliseconds."""
+    """The time as ingestion reads it (docs/ingest.md): ISO text, seconds, or milliseconds."""
     if isinstance(sent, str):
         return datetime.fromisoformat(sent.replace("Z", "+00:00")).timestamp()
     return sent / 1000 if sent >= 1e11 else float(sent)

@@ -226,7 +226,7 @@ def test_verbose_answers_and_refusals(
     error = run.error_of("string increment")
     assert error is not None and "$add.n" in error and "must be a number" in error, run.report()
     # A value that is not a number at all the SDK drops, and sends `$add: {}`: accepted, nothing to apply.
-    # (ingest.md does not say whether such an update creates an absent profile; today it does, empty.)
+    # (docs/ingest.md does not say whether such an update creates an absent profile; today it does, empty.)
     assert sent_data(run.requests_of("increment of a word")[0])["$add"] == {}
     assert run.error_of("increment of a word") is None
     assert run.error_of("increment of a word, new id") is None
@@ -253,7 +253,8 @@ async function main() {
 def test_large_single_calls(
     node_sdk: Path, server: LiveServer, project: Row, db: psycopg.Connection[Row]
 ) -> None:
-    """Single calls are GETs carrying the record in the URL, as base64 (4/3 of its JSON).  ingest.md allows
+    """Single calls are GETs carrying the record in the URL, as base64 (4/3 of its JSON).  docs/ingest.md
+    allows
     1 MB a record (and 256 KB a list or object value): records of 40 KB and 200 KB are well inside it."""
     sizes = [40_000, 200_000]
     run = run_node(
@@ -616,7 +617,7 @@ async function main() {
 def test_import_without_insert_id_is_refused_visibly(
     verbose: bool, node_sdk: Path, https_server: HttpsServer, project: Row, db: psycopg.Connection[Row]
 ) -> None:
-    """ingest.md 5: `$insert_id` is required on /import, and the Node SDK adds none: the SDK's own README
+    """docs/ingest.md 5: `$insert_id` is required on /import, and the Node SDK adds none: the SDK's own README
     example is refused, and its callback gets an Error (naming the field when verbose)."""
     config = https_config(https_server, secret=project["api_secret"])
     params = {"token": project["token"], "config": config, "verbose": verbose}

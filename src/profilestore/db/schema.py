@@ -1,8 +1,8 @@
 """The tables, as SQLAlchemy Core metadata: Alembic's source of truth and the names other modules query.
 
 `projects`, `profiles`, `events` (and later `group_profiles`, `cohorts`) are an interface: analysts query
-them directly, so their names and documented columns are stable (README, operations.md).  Columns marked
-internal are bookkeeping for the update rules of ingest.md section 3 and may change.
+them directly, so their names and documented columns are stable (README, docs/operations.md).  Columns marked
+internal are bookkeeping for the update rules of docs/ingest.md section 3 and may change.
 """
 
 from __future__ import annotations
@@ -205,7 +205,8 @@ query_session_pages = Table(
 )
 
 
-# Saved cohorts (cohorts/): a definition (query.md, Cohorts) evaluated when used, or, for a static cohort,
+# Saved cohorts (cohorts/): a definition (docs/query.md, Cohorts) evaluated when used, or, for a static
+# cohort,
 # the list of its members in cohort_members.  No foreign key to projects, as for profiles; cohort_members
 # references its cohort (both are small reference tables, also under Citus) and goes with it.
 cohorts = Table(

@@ -1,9 +1,10 @@
-"""Validation of /track and /import events: pydantic for the shape, then the rules of ingest.md section 5.
+"""Validation of /track and /import events: pydantic for the shape, then
+ the rules of docs/ingest.md, section 5.
 
 `validate_events` turns the decoded records of one request into `Event`s (valid, normalised) and
 `RecordError`s (index, field path, rule in plain words).  A bad event never costs the good ones beside it.
 
-Decisions where the spec leaves room:
+Decisions where the contract (docs/) leaves room:
 * an empty or missing `distinct_id` is stored as '' (no user; never in users_seen);
 * an event without `$insert_id` (allowed on /track only) gets none: insert_id is NULL and it is never
   deduplicated (NULLs are distinct in the unique index); nothing is derived from its content;

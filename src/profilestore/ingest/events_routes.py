@@ -1,4 +1,5 @@
-"""HTTP routes of event ingestion, `/track` and `/import` (ingest.md sections 1, 2 and 5), and their glue:
+"""HTTP routes of event ingestion, `/track` and `/import` (docs/ingest.md sections 1, 2 and 5), and their
+glue:
 decode (wire.py), authenticate (/import), apply (events_service.py), answer in Mixpanel's shapes
 (responses.py).
 

@@ -1,4 +1,4 @@
-"""Geolocation from `$ip` (ingest.md section 3): the seam where a GeoIP lookup plugs in (a later issue).
+"""Geolocation from `$ip` (docs/ingest.md section 3): the seam where a GeoIP lookup plugs in (a later issue).
 
 `add_locations` is called by the service for every request; with no `Locator` configured (today) it does
 nothing.  A locator maps an IP address to `$city`, `$region`, `$country_code`, `$timezone`; the client's own

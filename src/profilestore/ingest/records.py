@@ -1,4 +1,4 @@
-"""Validation of /engage update records: pydantic for the shape, then the limits of ingest.md section 3.
+"""Validation of /engage update records: pydantic for the shape, then the limits of docs/ingest.md section 3.
 
 `validate_updates` turns the decoded records of one request into `Update`s (valid, normalised) and
 `RecordError`s (index, field path, rule in plain words).  A bad record never costs the good ones beside it.

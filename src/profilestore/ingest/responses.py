@@ -1,4 +1,4 @@
-"""Mixpanel-shaped answers of the ingestion endpoints, produced in one place (ingest.md section 2).
+"""Mixpanel-shaped answers of the ingestion endpoints, produced in one place (docs/ingest.md section 2).
 
 This module owns how an ingestion outcome is rendered: `verbose=0` (`1`/`0`), `verbose=1`
 (`{"status", "error"}`), `verbose=2`/`strict=1` (`{"code", "status", "num_records_imported",

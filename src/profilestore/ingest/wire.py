@@ -1,6 +1,7 @@
 """Request decoding for the ingestion endpoints (`/engage`, `/groups`, `/track`, `/import`).
 
-This module owns the transport of ingest.md section 1: it turns a request in any of the forms the Mixpanel
+This module owns the transport of docs/ingest.md section 1: it turns a request in any of the forms the
+Mixpanel
 SDKs, docs and scripts use (GET `?data=`, form bodies with raw JSON or base64, including the Node SDK's
 un-encoded base64; sendBeacon `text/plain`; JSON; NDJSON; any of them gzipped) into merged parameters and a
 list of parsed records.

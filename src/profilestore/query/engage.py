@@ -1,4 +1,5 @@
-"""`/api/2.0/engage` as plain functions: parameters in, the response body out (query.md, "Profile query").
+"""`/api/2.0/engage` as plain functions: parameters in, the response body out (docs/query.md, "Profile
+query").
 
 The first request of a query (no `session_id`) pins the matching ids and their order in a session
 (sessions.py says how) and answers page 0; later requests name the session and any page, in any order,

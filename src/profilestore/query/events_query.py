@@ -11,7 +11,7 @@ and `count(DISTINCT distinct_id COLLATE "C")` sorts each group's ids bytewise; t
 after a first aggregation saved nothing.  The cohort filter is a condition on each event's user (a hashed
 membership test, cohorts/compile.py).
 
-Choices where query.md is silent:
+Choices where docs/query.md is silent:
 * events with no user (distinct_id '') count in `count`, never in `unique`;
 * a missing property and a JSON `null` group together, as `null`; an event without a profile has `null` for
   every profile property;

@@ -1,4 +1,5 @@
-"""The read API's parameters (query.md): from the query string, a form or a JSON body, merged (body wins).
+"""The read API's parameters (docs/query.md): from the query string, a form or a JSON body, merged (body
+wins).
 
 Values that are JSON (lists, objects) arrive as JSON text; anything that is not JSON is a 400 naming the
 parameter.  Each endpoint then validates its own parameters into a pydantic model (schemas.py).

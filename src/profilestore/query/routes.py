@@ -1,7 +1,7 @@
 """HTTP routes of the read API: thin wrappers over engage.py and export.py.
 
 Errors on the Mixpanel-compatible paths (`/api/2.0/...`, `/api/query/...`) answer `{"error": message}` as
-query.md prescribes (app.py renders them, in one place).
+docs/query.md prescribes (app.py renders them, in one place).
 """
 
 from __future__ import annotations

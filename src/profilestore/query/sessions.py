@@ -1,6 +1,7 @@
 """Pagination sessions of /api/2.0/engage: page 0 at once, the rest of the session built just after.
 
-A session pins the matching ids and their order as of its first request (query.md).  Storing every id before
+A session pins the matching ids and their order as of its first request (docs/query.md).  Storing every id
+before
 answering would make the first page cost as much as storing them (measured: 2-12x a plain count on 1M
 profiles), so the first request runs in ONE repeatable-read transaction:
 
