@@ -7,7 +7,7 @@ ten million events, against the same questions asked of Postgres directly.
 One run, one Postgres server (the one of --database-url), one fresh database `profilestore_bench_cohorts` on
 it (created, migrated, dropped at the end unless --keep):
 
-1. --profiles profiles by SQL (bench/query.py's loader: plan pro ~10%, team ~5%, free; country; ...), then
+1. --profiles profiles by SQL (harness/data.py's loader: plan pro ~10%, team ~5%, free; country; ...), then
    --events events by SQL over the last 90 days, in chunks of consecutive time slices (so the table is in
    roughly time order, as ingestion leaves it), into monthly partitions made beforehand; the events indexes
    are dropped during the load and rebuilt after it from their own definitions; `users_seen` is filled from
@@ -40,15 +40,16 @@ import httpx
 import psycopg
 from psycopg import sql
 
-import engage
-import query
-from engage import Server, bench_url, free_port
+from harness.data import load_profiles
+from harness.db import bench_url, create_database, create_project, drop_database, use_database
+from harness.machine import announce_machine, machine_facts
+from harness.proc import RssSampler
+from harness.report import Row, markdown, ms
+from harness.server import Server, basic, free_port
+from harness.stats import timed
 from profilestore.db import migrate
-from query import Row, RssSampler, basic, create_project, load_profiles, markdown, ms, timed
 
 BENCH_DB = "profilestore_bench_cohorts"
-engage.BENCH_DB = BENCH_DB  # engage.py's database helpers read it when called
-query.BENCH_DB = BENCH_DB
 
 EVENT_CHUNKS = 20
 TARGET_S = 2.0
@@ -379,14 +380,15 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    use_database(BENCH_DB)
     url = bench_url(args.database_url)
-    machine = engage.machine_facts()
-    engage.create_database(args.database_url)
+    machine = machine_facts()
+    create_database(args.database_url)
     server: Server | None = None
     rows: list[Row] = []
     results: dict[str, Any] = {}
     try:
-        engage.announce_machine(machine, url)
+        announce_machine(machine, url)
         migrate.upgrade(url)
         project = create_project(url)
         print(f"loading {args.profiles:,} profiles ...", flush=True)
@@ -417,7 +419,7 @@ def main() -> None:
             print(server.output())
             server.stop()
         if not args.keep:
-            engage.drop_database(args.database_url)
+            drop_database(args.database_url)
 
     print()
     for line in markdown(rows):

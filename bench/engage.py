@@ -29,37 +29,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import functools
 import itertools
 import json
 import os
-import platform
 import random
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import orjson
 import psycopg
-from psycopg.rows import dict_row
 
-from profilestore import projects
+from harness.data import PLANS
+from harness.db import bench_url, create_database, create_projects, drop_database, use_database
+from harness.machine import announce_machine, machine_facts
+from harness.proc import cpu_line, cpu_snapshot, cpu_split
+from harness.pyspy import start_profile
+from harness.server import Server, free_port
+from harness.stats import PhaseResult
 from profilestore.db import migrate
-from profilestore.db.engine import libpq_dsn
 
 BENCH_DB = "profilestore_bench"
 USERS = 100_000
@@ -67,7 +62,6 @@ USERS = 100_000
 N_BATCHES = 1000
 # $time placeholder (13 digits, like a millisecond timestamp): replaced in the bytes at send time.
 TIME_MARK = b"9999999999999"
-PLANS = ["free", "starter", "pro", "team", "enterprise"]
 CITIES = ["Paris", "Berlin", "Lagos", "Lima", "Osaka", "Austin", "Pune", "Oslo", "Quito", "Perth"]
 TAGS = ["beta", "mobile", "web", "vip", "churn-risk", "trial", "api", "eu", "us", "apac"]
 HEADERS = {"Content-Type": "application/json"}
@@ -79,7 +73,6 @@ RAW_SQL = (
     " ON CONFLICT (project_id, distinct_id) DO UPDATE"
     " SET properties = p.properties || excluded.properties, updated_at = now()"
 )
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # --- data -------------------------------------------------------------------------------------------------
@@ -148,234 +141,7 @@ def stamp(body: bytes) -> bytes:
     return body.replace(TIME_MARK, b"%d" % (time.time() * 1000))
 
 
-# --- statistics -------------------------------------------------------------------------------------------
-
-
-def pct(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    k = min(len(sorted_values) - 1, max(0, round(q / 100 * len(sorted_values) + 0.5) - 1))
-    return sorted_values[k]
-
-
-@dataclass
-class PhaseResult:
-    name: str
-    seconds: float
-    batch: int
-    latencies: list[float] = field(default_factory=list)  # seconds
-    errors: Counter[str] = field(default_factory=Counter)
-    cpu: dict[str, float] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def requests(self) -> int:
-        return len(self.latencies)
-
-    def figures(self) -> dict[str, Any]:
-        lat = sorted(self.latencies)
-        return {
-            "seconds": round(self.seconds, 3),
-            "requests": self.requests,
-            "updates": self.requests * self.batch,
-            "requests_per_s": round(self.requests / self.seconds, 2),
-            "updates_per_s": round(self.requests * self.batch / self.seconds, 1),
-            "p50_ms": round(pct(lat, 50) * 1000, 2),
-            "p99_ms": round(pct(lat, 99) * 1000, 2),
-            "max_ms": round(lat[-1] * 1000, 2) if lat else None,
-            "errors": dict(self.errors),
-            **self.extra,
-            "cpu": self.cpu,
-        }
-
-    def line(self) -> str:
-        f = self.figures()
-        errors = f" errors={f['errors']}" if f["errors"] else ""
-        return (
-            f"{self.name:<11} {f['updates_per_s']:>9.0f} updates/s {f['requests_per_s']:>7.1f} req/s"
-            f"  p50 {f['p50_ms']:7.1f} ms  p99 {f['p99_ms']:7.1f} ms  ({f['requests']} requests in"
-            f" {f['seconds']:.1f} s){errors}"
-        )
-
-
-# --- CPU accounting from /proc ----------------------------------------------------------------------------
-
-
-@dataclass
-class Proc:
-    name: str  # comm
-    ppid: int
-    user: float  # utime of all its threads, seconds
-    system: float  # stime
-
-    @property
-    def seconds(self) -> float:
-        return self.user + self.system
-
-
-def scan_processes() -> dict[int, Proc]:
-    procs = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        procs[int(entry.name)] = Proc(
-            name, int(fields[1]), int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
-        )
-    return procs
-
-
-def process_tree(procs: dict[int, Proc], root: int) -> set[int]:
-    """root and its descendants (uvicorn worker processes when --workers > 1)."""
-    children: dict[int, list[int]] = {}
-    for pid, proc in procs.items():
-        children.setdefault(proc.ppid, []).append(pid)
-    found, todo = set(), [root]
-    while todo:
-        pid = todo.pop()
-        found.add(pid)
-        todo.extend(children.get(pid, []))
-    return found
-
-
-def cmdline(pid: int) -> str:
-    """Postgres rewrites its argv: 'postgres: 15/main: user db 127.0.0.1(port) idle' for a backend."""
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-MACHINE_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
-
-
-def machine_ticks() -> dict[str, int]:
-    """Jiffies of all CPUs since boot, by kind (guest time is inside user)."""
-    values = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    return dict(zip(MACHINE_FIELDS, map(int, values), strict=False))
-
-
-@dataclass
-class CpuSnapshot:
-    wall: float
-    procs: dict[int, Proc]
-    server: set[int]
-    backends: set[int]  # postgres processes serving the bench database (not autovacuum)
-    postmaster: int | None  # their parent: its other children are the server's own processes
-    machine: dict[str, int]
-
-
-def cpu_snapshot(server_pid: int | None) -> CpuSnapshot:
-    procs = scan_processes()
-    server = process_tree(procs, server_pid) if server_pid in procs else set()
-    backends = set()
-    for pid, proc in procs.items():
-        if proc.name == "postgres":  # what `ps -C postgres` lists
-            args = cmdline(pid)
-            if f" {BENCH_DB} " in args and "autovacuum" not in args:
-                backends.add(pid)
-    parents = Counter(procs[pid].ppid for pid in backends)
-    postmaster = parents.most_common(1)[0][0] if parents else None
-    return CpuSnapshot(time.perf_counter(), procs, server, backends, postmaster, machine_ticks())
-
-
-def cpu_split(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, Any]:
-    """Cores used on average over the interval (1.0 = one core busy all the time), per party.
-    A process that started during the interval counts whole; one that ended during it is lost."""
-    wall = after.wall - before.wall
-
-    def used(pid: int, kind: str = "seconds") -> float:
-        old = before.procs.get(pid)  # (kernel workers rename themselves: match by pid only)
-        base = getattr(old, kind) if old is not None else 0.0
-        return float(getattr(after.procs[pid], kind) - base) / wall
-
-    me = os.getpid()
-    parties: dict[str, float] = {"server": 0.0, "postgres_backends": 0.0, "postgres_other": 0.0}
-    parties["bench_client"] = used(me)
-    server_system = 0.0
-    postmaster = after.postmaster or before.postmaster
-    others: dict[str, float] = {}
-    for pid, proc in after.procs.items():
-        if pid == me:
-            continue
-        if pid in after.server or pid in before.server:
-            parties["server"] += used(pid)
-            server_system += used(pid, "system")
-        elif pid in after.backends:
-            parties["postgres_backends"] += used(pid)
-        elif proc.name == "postgres" and postmaster in (pid, proc.ppid):
-            parties["postgres_other"] += used(pid)  # walwriter, checkpointer, autovacuum, ...
-        elif (seconds := used(pid)) > 0:
-            name = proc.name.split("/", 1)[0] if proc.name.startswith("kworker") else proc.name
-            name = "postgres (another cluster)" if name == "postgres" else name
-            others[name] = others.get(name, 0.0) + seconds
-    ticks = {k: (after.machine[k] - before.machine[k]) / CLK_TCK / wall for k in MACHINE_FIELDS}
-    busy = sum(ticks.values()) - ticks["idle"] - ticks["iowait"]
-    split: dict[str, Any] = {k: round(v, 3) for k, v in parties.items()}
-    split["server_system"] = round(server_system, 3)
-    split["postgres"] = round(parties["postgres_backends"] + parties["postgres_other"], 3)
-    split["other_processes"] = round(sum(others.values()), 3)
-    split["profiler"] = round(others.get("py-spy", 0.0), 3)
-    top = sorted(others.items(), key=lambda kv: -kv[1])[:3]
-    split["top_other_processes"] = {k: round(v, 3) for k, v in top}
-    split["machine_busy"] = round(busy, 3)
-    split["machine_cores"] = round(sum(ticks.values()), 3)
-    split["machine"] = {k: round(v, 3) for k, v in ticks.items() if k not in ("nice", "steal")}
-    # Kernel work charged to no process (softirqs of the loopback network, kernel threads' time is above).
-    split["unattributed"] = round(busy - sum(parties.values()) - split["other_processes"], 3)
-    return split
-
-
-def cpu_line(split: dict[str, Any]) -> str:
-    m = split["machine"]
-    top = ", ".join(f"{k} {v:.2f}" for k, v in split["top_other_processes"].items()) or "-"
-    foreign = split["other_processes"] - split["profiler"] + max(0.0, split["unattributed"])
-    noisy = f"\n  WARNING: other jobs took {foreign:.2f} cores during this phase" if foreign > 0.15 else ""
-    return (
-        f"  cpu (cores): server {split['server']:.2f} (kernel {split['server_system']:.2f})"
-        f" | postgres {split['postgres']:.2f}"
-        f" (backends {split['postgres_backends']:.2f}, other {split['postgres_other']:.2f})"
-        f" | bench client {split['bench_client']:.2f}"
-        f" | other processes {split['other_processes']:.2f} ({top})"
-        f" | unattributed {split['unattributed']:.2f}\n"
-        f"  machine: busy {split['machine_busy']:.2f} of {split['machine_cores']:.1f} cores"
-        f" (user {m['user']:.2f}, system {m['system']:.2f}, softirq {m['softirq']:.2f},"
-        f" iowait {m['iowait']:.2f}, idle {m['idle']:.2f})" + noisy
-    )
-
-
 # --- database ---------------------------------------------------------------------------------------------
-
-
-def bench_url(base: str) -> str:
-    parts = urlsplit(libpq_dsn(base))
-    return urlunsplit(parts._replace(path="/" + BENCH_DB))
-
-
-def create_database(base: str) -> None:
-    with psycopg.connect(libpq_dsn(base), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
-
-
-def drop_database(base: str) -> None:
-    with psycopg.connect(libpq_dsn(base), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-
-
-def create_projects(url: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    async def run() -> tuple[dict[str, Any], dict[str, Any]]:
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row) as conn:
-            return await projects.create_project(conn, "bench"), await projects.create_project(
-                conn, "bench-raw"
-            )
-
-    return asyncio.run(run())
 
 
 def reset_table(url: str) -> None:
@@ -393,69 +159,6 @@ def table_state(url: str) -> dict[str, int]:
         ).fetchone()
         assert row is not None
         return {"rows": row[0], "rows_with_plan": row[1], "table_bytes": row[2]}
-
-
-# --- the service ------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class Server:
-    """`profilestore serve` as a child process in its own session (so its workers go with it)."""
-
-    def __init__(self, url: str, port: int, workers: int) -> None:
-        exe = Path(sys.executable).parent / "profilestore"
-        command = [str(exe)] if exe.exists() else [sys.executable, "-m", "profilestore.cli"]
-        fd, name = tempfile.mkstemp(prefix="profilestore-bench-", suffix=".log")
-        self.log = Path(name)
-        env = dict(os.environ, DATABASE_URL=url, PROFILESTORE_WORKERS=str(workers))
-        self.base = f"http://127.0.0.1:{port}"
-        with os.fdopen(fd, "w") as log:
-            self.proc = subprocess.Popen(
-                [*command, "serve", "--host", "127.0.0.1", "--port", str(port)],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def wait_healthy(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited ({self.proc.returncode}):\n{self.output()}")
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(self.base + "/healthz", timeout=1) as resp,
-            ):
-                if resp.status == 200:
-                    return
-            time.sleep(0.1)
-        raise RuntimeError(f"the server did not answer /healthz in {timeout} s:\n{self.output()}")
-
-    def output(self) -> str:
-        return self.log.read_text()[-4000:]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        self.log.unlink(missing_ok=True)
 
 
 # --- HTTP phases ------------------------------------------------------------------------------------------
@@ -625,46 +328,7 @@ def raw_phase(args: argparse.Namespace, url: str, project_id: int, bodies: list[
     return result
 
 
-# --- py-spy -----------------------------------------------------------------------------------------------
-
-
-def py_spy() -> str:
-    found = Path(sys.executable).parent / "py-spy"
-    exe = str(found) if found.exists() else shutil.which("py-spy")
-    if not exe:
-        raise SystemExit("--profile needs py-spy: /work/venv/bin/pip install py-spy")
-    return exe
-
-
-def start_profile(
-    pid: int, seconds: float, workers: int, out: Path, rate: int, native: bool
-) -> Callable[[], dict[str, Any]]:
-    """py-spy record (collapsed stacks) on the server for `seconds`; returns a function that waits for it
-    and summarises where the samples fell."""
-    # --gil: only samples where a thread holds the GIL, i.e. Python (and C extensions) at work; without it,
-    # the anyio threadpool's idle workers (FastAPI runs sync dependencies there) show up as busy.
-    command = [py_spy(), "record", "--pid", str(pid), "--duration", str(max(1, round(seconds)))]
-    command += ["--rate", str(rate), "--format", "raw", "--nolineno", "--gil", "--threads"]
-    # --native (C frames: the garbage collector, uvloop, ...) needs py-spy to pause the server per sample.
-    command += ["--native"] if native else ["--nonblocking"]
-    command += ["--output", str(out)]
-    if workers > 1:
-        command.append("--subprocesses")
-    spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-    def finish() -> dict[str, Any]:
-        try:
-            _, err = spy.communicate(timeout=seconds + 30)
-        except subprocess.TimeoutExpired:
-            spy.kill()
-            _, err = spy.communicate()
-        if spy.returncode != 0 or not out.exists():
-            print(f"py-spy failed ({spy.returncode}): {err.strip()[-500:]}")
-            return {"error": err.strip()[-500:]}
-        return summarise_profile(out, seconds * rate * max(1, workers))
-
-    return finish
-
+# --- py-spy categories of the /engage path ----------------------------------------------------------------
 
 # Where a sample's time goes: walking its stack from the leaf up, the first of these frames decides
 # (function name, "" = any, "x*" = prefix; a substring of its file) -> category.  Mutually exclusive, so the
@@ -673,13 +337,13 @@ def start_profile(
 CATEGORIES: list[tuple[str, str, str]] = [
     ("gc_collect*", "libpython", "cyclic garbage collector (gc_collect_main)"),
     ("read_wire_request", "ingest/wire.py", "decode body (wire.read_wire_request: orjson.loads)"),
-    ("validate_updates", "ingest/records.py", "validate records (records.validate_updates)"),
+    ("validate", "ingest/pipeline.py", "validate records (pipeline.validate)"),
     ("resolve", "profilestore/projects.py", "token lookup (TokenCache.resolve)"),
-    ("build_batch", "ingest/sql.py", "group updates (sql.build_batch)"),
-    ("_params", "ingest/sql.py", "serialise batch (sql._params: orjson.dumps)"),
-    ("apply_batch", "ingest/sql.py", "send the statement (sql.apply_batch: psycopg)"),
+    ("build_batch", "ingest/profiles/sql.py", "group updates (sql.build_batch)"),
+    ("_params", "ingest/profiles/sql.py", "serialise batch (sql._params: orjson.dumps)"),
+    ("apply_batch", "ingest/profiles/sql.py", "send the statement (sql.apply_batch: psycopg)"),
     ("ingest_response", "ingest/responses.py", "render response"),
-    ("engage", "ingest/routes.py", "engage(), rest"),
+    ("engage", "ingest/profiles/routes.py", "engage(), rest"),
     ("WorkerThread.run", "anyio/_backends/_asyncio.py", "threadpool hops (FastAPI's sync dependencies)"),
     ("run_sync", "anyio/to_thread.py", "threadpool hops (FastAPI's sync dependencies)"),
     ("run_asgi", "uvicorn/protocols/http/httptools_impl.py", "framework (uvicorn/starlette/fastapi, rest)"),
@@ -688,186 +352,18 @@ CATEGORIES: list[tuple[str, str, str]] = [
     ("", "loop.c", "event loop and socket calls (uvloop)"),
     ("", "uvloop/", "event loop and socket calls (uvloop)"),
 ]
-OTHER = "other (asyncio/uvloop glue, libc, ...)"
 # Functions of the request path whose inclusive share is worth a line each.
 KEY_FRAMES = [(n, f) for n, f, _ in CATEGORIES[:9]] + [
     ("_parse_json", "ingest/wire.py"),
-    ("_normalise", "ingest/records.py"),
-    ("_check_value", "ingest/records.py"),
+    ("normalise", "ingest/profiles/records.py"),
+    ("_check_container", "ingest/profiles/records.py"),
     ("validate_python", "pydantic/type_adapter.py"),
-    ("ingest_profiles", "ingest/service.py"),
+    ("ingest", "ingest/pipeline.py"),
     ("solve_dependencies", "fastapi/dependencies/utils.py"),
 ]
 
 
-def _frame_parts(frame: str) -> tuple[str, str]:
-    name, _, rest = frame.partition(" (")
-    return name, rest.rstrip(")")
-
-
-def _package(path: str) -> str:
-    if "profilestore/" in path or path.startswith("profilestore"):
-        return "profilestore/" + path.rsplit("profilestore/", 1)[-1].split("/")[0].removesuffix(".py")
-    head = path.split("/", 1)[0].removesuffix(".py")
-    return head or path
-
-
-def _matches(frame: str, name: str, in_path: str) -> bool:
-    fn, path = _frame_parts(frame)
-    named = fn.startswith(name[:-1]) if name.endswith("*") else not name or fn == name
-    return named and in_path in path
-
-
-def summarise_profile(out: Path, expected: float) -> dict[str, Any]:
-    """`expected`: samples one thread holding the GIL all the time would give."""
-    samples = 0
-    threads: Counter[str] = Counter()
-    category: Counter[str] = Counter()
-    self_fn: Counter[str] = Counter()
-    self_pkg: Counter[str] = Counter()
-    key: Counter[str] = Counter()
-    for line in out.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
-        parts = stack.split(";")
-        thread = "?"
-        frames = []
-        for part in parts:
-            if part.startswith("thread ("):
-                # "thread (tid): name"; anyio's pool threads get one name each: group them.
-                thread = part.split(": ", 1)[-1]
-                thread = "anyio worker threads" if "AnyIO worker" in thread else thread
-            elif not part.startswith("process "):
-                frames.append(part)
-        if not frames:
-            continue
-        samples += count
-        threads[thread] += count
-        leaf = frames[-1]
-        self_fn[leaf] += count
-        self_pkg[_package(_frame_parts(leaf)[1])] += count
-        for frame in reversed(frames):
-            found = next((c for n, f, c in CATEGORIES if _matches(frame, n, f)), None)
-            if found:
-                category[found] += count
-                break
-        else:
-            category[OTHER] += count
-        seen = set(frames)
-        for name, suffix in KEY_FRAMES:
-            if any(_matches(f, name, suffix) for f in seen):
-                key[f"{name} ({suffix})"] += count
-
-    def share(n: int) -> float:
-        return round(100 * n / samples, 1) if samples else 0.0
-
-    summary: dict[str, Any] = {
-        "file": str(out),
-        "samples": samples,
-        "gil_held_fraction": round(samples / expected, 3) if expected else None,
-        "threads_pct": {k: share(v) for k, v in threads.most_common(5)},
-        "breakdown_pct": {k: share(v) for k, v in category.most_common()},
-        "key_functions_inclusive_pct": {k: share(v) for k, v in key.most_common()},
-        "packages_self_pct": {k: share(v) for k, v in self_pkg.most_common(10)},
-        "functions_self_pct": {k: share(v) for k, v in self_fn.most_common(15)},
-    }
-    tables: list[tuple[str, dict[str, float]]] = [
-        ("where the GIL-holding samples fall (exclusive, leaf-up), %", summary["breakdown_pct"]),
-        ("by thread, %", summary["threads_pct"]),
-        ("request-path functions, inclusive %", summary["key_functions_inclusive_pct"]),
-        ("self time by package/module, %", summary["packages_self_pct"]),
-        ("top functions by self time, %", summary["functions_self_pct"]),
-    ]
-    lines = [
-        f"py-spy: {samples} samples with the GIL held, i.e. the GIL was busy"
-        f" {summary['gil_held_fraction']:.0%} of the wall time (Python + C extensions, not syscalls)"
-    ]
-    for title, table in tables:
-        lines.append(f"  {title}:")
-        lines.extend(f"    {v:5.1f}  {k}" for k, v in table.items())
-    report = out.with_suffix(".summary.txt")
-    report.write_text("\n".join(lines) + "\n")
-    summary["summary_file"] = str(report)
-    summary["text"] = lines
-    return summary
-
-
 # --- main -------------------------------------------------------------------------------------------------
-
-
-def postgres_version(url: str) -> str:
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute("SHOW server_version").fetchone()
-        settings = conn.execute(
-            "SELECT name, setting FROM pg_settings WHERE name IN"
-            " ('shared_buffers', 'synchronous_commit', 'fsync', 'max_wal_size', 'wal_level')"
-        ).fetchall()
-    assert row is not None
-    return f"{row[0]} ({', '.join(f'{k}={v}' for k, v in settings)})"
-
-
-def code_version() -> str:
-    root = Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "src"],
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "?"
-    return head + ("+dirty src" if dirty else "")
-
-
-def background_load(seconds: float = 1.0) -> dict[str, Any]:
-    """How busy the machine is before the bench starts (other jobs skew every figure on 2 cores)."""
-    before = cpu_snapshot(None)
-    time.sleep(seconds)
-    split = cpu_split(before, cpu_snapshot(None))
-    return {"busy_cores": split["machine_busy"], "top": split["top_other_processes"]}
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "?"
-
-
-def machine_facts() -> dict[str, Any]:
-    """What every bench reports about the machine, taken before it creates its database."""
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu_model(),
-        "python": platform.python_version(),
-        "postgres": "?",
-        "code": code_version(),
-        "background_load": background_load(),
-    }
-
-
-def announce_machine(machine: dict[str, Any], url: str) -> None:
-    """Adds the Postgres version to `machine`, prints the machine line, and warns when it was already busy."""
-    machine["postgres"] = postgres_version(url)
-    print(
-        f"machine: nproc={machine['nproc']} cpu={machine['cpu']!r} python={machine['python']}"
-        f" postgres={machine['postgres']} code={machine['code']}"
-    )
-    load = machine["background_load"]
-    if load["busy_cores"] > 0.2:
-        print(
-            f"WARNING: the machine was already busy before the bench: {load['busy_cores']:.2f} cores"
-            f" ({load['top']}); every figure below is skewed by it"
-        )
 
 
 def parse_args() -> argparse.Namespace:
@@ -909,6 +405,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    use_database(BENCH_DB)
     try:
         import uvloop
 
@@ -942,6 +439,8 @@ def main() -> None:
                 args.profile_out,
                 args.profile_rate,
                 not args.profile_python_only,
+                CATEGORIES,
+                KEY_FRAMES,
             )
 
         sat, fixed, profile_summary = asyncio.run(http_phases(args, server, url, batches.http, profile))

@@ -33,46 +33,31 @@ requests create are deleted after each filter, so they do not pile up in the dat
 from __future__ import annotations
 
 import argparse
-import asyncio
-import base64
-import contextlib
 import functools
 import json
 import os
 import statistics
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
 
-import engage
-from engage import (
-    Server,
-    bench_url,
-    cpu_line,
-    cpu_snapshot,
-    cpu_split,
-    create_database,
-    drop_database,
-    free_port,
-)
-from profilestore import projects
+from harness.data import load_profiles
+from harness.db import bench_url, create_database, create_project, drop_database, use_database
+from harness.machine import announce_machine, machine_facts
+from harness.proc import RssSampler, cpu_line, cpu_snapshot, cpu_split
+from harness.report import Row, markdown, ms, verdict
+from harness.server import Server, basic, free_port
+from harness.stats import Timing, timed
 from profilestore.db import migrate
 
 BENCH_DB = "profilestore_bench_query"
-# engage.py's database helpers and its CPU accounting read engage.BENCH_DB when called.
-engage.BENCH_DB = BENCH_DB
 
 PAGE_SIZE = 1000
 DEEP_PAGE = 500
-LOAD_CHUNK = 100_000
 INDEXED_TARGET_S = 0.100
 SCAN_TARGET_S = 1.5
 EXPORT_TARGET = 100_000  # profiles/s
@@ -83,42 +68,6 @@ API_PROPERTIES = (
     "CASE WHEN p.last_seen IS NULL THEN p.properties"
     f" ELSE p.properties || jsonb_build_object('$last_seen', {LAST_SEEN}) END"
 )
-
-# One statement per chunk; the subquery keeps random() per row (Postgres does not flatten a subquery with
-# volatile functions in its target list).
-LOAD_SQL = """
-INSERT INTO profiles (project_id, distinct_id, properties, last_seen)
-SELECT %(project_id)s, 'u' || lpad(g::text, 8, '0'),
-  jsonb_build_object(
-    '$email', 'user' || g || '@' || (ARRAY['gmail.com', 'gmail.com', 'gmail.com', 'yahoo.com', 'outlook.com',
-        'hotmail.com', 'icloud.com', 'proton.me', 'example.com', 'acme.io'])[1 + floor(r1 * 10)::int],
-    '$name', (ARRAY['Ada', 'Bo', 'Chen', 'Dana', 'Emeka', 'Fatima', 'Gus', 'Hana', 'Ivan', 'Jo',
-        'Kofi', 'Lena'])[1 + floor(r2 * 12)::int] || ' ' || (ARRAY['Smith', 'Müller', 'García', 'Sato',
-        'Okafor', 'Dubois', 'Rossi', 'Nowak', 'Silva', 'Kim'])[1 + floor(r3 * 10)::int],
-    'plan', CASE WHEN r4 < 0.10 THEN 'pro' WHEN r4 < 0.15 THEN 'team' ELSE 'free' END,
-    'country', (ARRAY['US', 'US', 'US', 'US', 'GB', 'GB', 'DE', 'FR', 'IN', 'IN', 'BR', 'JP', 'CA',
-        'ES', 'IT', 'NL', 'SE', 'PL', 'MX', 'NG'])[1 + floor(r5 * 20)::int],
-    'age', 18 + floor(r6 * 60)::int,
-    'score', round((r7 * 100)::numeric, 2),
-    'tags', (ARRAY['[]', '["beta"]', '["mobile"]', '["web", "beta"]', '["vip"]', '["mobile", "vip"]',
-        '["trial"]', '["api", "web", "beta"]']::jsonb[])[1 + floor(r8 * 8)::int],
-    'signup', to_char(date '2023-01-01' + floor(r9 * 1000)::int, 'YYYY-MM-DD'),
-    'active', r10 < 0.6
-  )
-  || CASE WHEN r11 < 0.8 THEN jsonb_build_object('$city', (ARRAY['Berlin', 'Paris', 'Lagos', 'Lima',
-        'Osaka', 'Austin', 'Pune', 'Oslo'])[1 + floor(r12 * 8)::int]) ELSE '{}' END
-  || CASE WHEN r13 < 0.3 THEN jsonb_build_object('company', 'Company ' || (g %% 5000)) ELSE '{}' END
-  || CASE WHEN r14 < 0.05 THEN jsonb_build_object('referrer', (ARRAY['google', 'twitter', 'newsletter',
-        'partner'])[1 + floor(r12 * 4)::int]) ELSE '{}' END,
-  now() - r15 * interval '365 days'
-FROM (
-  SELECT g, random() AS r1, random() AS r2, random() AS r3, random() AS r4, random() AS r5, random() AS r6,
-    random() AS r7, random() AS r8, random() AS r9, random() AS r10, random() AS r11, random() AS r12,
-    random() AS r13, random() AS r14, random() AS r15
-  FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g
-) AS s
-ORDER BY g
-"""
 
 
 @dataclass(frozen=True)
@@ -172,127 +121,7 @@ FILTERS = [
 ]
 
 
-# --- figures ----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Timing:
-    samples: list[float] = field(default_factory=list)  # seconds
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.samples) if self.samples else float("nan")
-
-    @property
-    def max(self) -> float:
-        return max(self.samples) if self.samples else float("nan")
-
-    def figures(self) -> dict[str, Any]:
-        return {
-            "median_ms": round(self.median * 1000, 2),
-            "max_ms": round(self.max * 1000, 2),
-            "runs_ms": [round(s * 1000, 2) for s in self.samples],
-        }
-
-
-@dataclass
-class Row:
-    """One line of the final table."""
-
-    name: str
-    service: str
-    service_max: str
-    raw: str
-    ratio: float
-    target: str
-    ok: bool | None
-    note: str = ""
-
-
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:,.1f} ms"
-
-
-def verdict(ok: bool | None) -> str:
-    return "n/a" if ok is None else ("ok" if ok else "MISSED")
-
-
-def timed(runs: int, warmup: int, fn: Callable[[], Any], budget: float = 30.0) -> tuple[Timing, Any]:
-    """`warmup` unmeasured calls, then `runs` measured ones; a measurement that has taken more than `budget`
-    seconds stops after its next sample (a warm-up over budget counts as that sample), so a very slow query
-    costs a couple of runs, not a quarter of an hour."""
-    result = None
-    timing = Timing()
-    began = time.perf_counter()
-    for i in range(warmup + runs):
-        start = time.perf_counter()
-        result = fn()
-        seconds = time.perf_counter() - start
-        if i >= warmup or seconds > budget:
-            timing.samples.append(seconds)
-        if time.perf_counter() - began > budget and timing.samples:
-            break
-    return timing, result
-
-
-# --- loading ----------------------------------------------------------------------------------------------
-
-
-def create_project(url: str) -> dict[str, Any]:
-    async def run() -> dict[str, Any]:
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row) as conn:
-            return await projects.create_project(conn, "bench-query")
-
-    return asyncio.run(run())
-
-
-def load_profiles(url: str, project_id: int, n: int) -> dict[str, Any]:
-    """The profiles by SQL; GIN indexes dropped for the load and rebuilt from their definitions after it."""
-    figures: dict[str, Any] = {}
-    with psycopg.connect(url, autocommit=True) as conn:
-        indexes = conn.execute(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'profiles'"
-            " AND indexdef LIKE '%USING gin%'"
-        ).fetchall()
-        for name, _ in indexes:
-            conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
-        conn.execute("SELECT setseed(0.42)")
-        start = time.perf_counter()
-        for first in range(1, n + 1, LOAD_CHUNK):
-            last = min(n, first + LOAD_CHUNK - 1)
-            conn.execute(LOAD_SQL, {"project_id": project_id, "first": first, "last": last})
-            rate = last / (time.perf_counter() - start)
-            print(f"  loaded {last:,} profiles ({rate:,.0f}/s)", end="\r", flush=True)
-        figures["insert_s"] = round(time.perf_counter() - start, 1)
-        print()
-        start = time.perf_counter()
-        conn.execute("SET maintenance_work_mem = '1GB'")
-        for name, definition in indexes:
-            t0 = time.perf_counter()
-            conn.execute(definition)
-            print(f"  rebuilt {name} in {time.perf_counter() - t0:.1f} s", flush=True)
-        figures["indexes_s"] = round(time.perf_counter() - start, 1)
-        figures["indexes"] = [name for name, _ in indexes]
-        start = time.perf_counter()
-        conn.execute("VACUUM (ANALYZE) profiles")
-        figures["vacuum_analyze_s"] = round(time.perf_counter() - start, 1)
-        row = conn.execute(
-            "SELECT count(*), pg_relation_size('profiles'), pg_total_relation_size('profiles'),"
-            " avg(pg_column_size(properties))::int FROM profiles"
-        ).fetchone()
-        assert row is not None
-        figures.update(rows=row[0], heap_bytes=row[1], total_bytes=row[2], avg_properties_bytes=row[3])
-        shares = conn.execute(
-            "SELECT avg((properties->>'plan' = 'pro')::int)::float8 AS pro,"
-            " avg((properties ? 'referrer')::int)::float8 AS referrer,"
-            " avg((properties->>'country' = 'DE')::int)::float8 AS de,"
-            " avg((properties->>'$email' LIKE '%gmail%')::int)::float8 AS gmail FROM profiles"
-        ).fetchone()
-        assert shares is not None
-        figures["shares"] = dict(
-            zip(("pro", "referrer", "DE", "gmail"), (round(s, 4) for s in shares), strict=True)
-        )
-    return figures
+# --- database ---------------------------------------------------------------------------------------------
 
 
 def clear_sessions(url: str) -> None:
@@ -302,10 +131,6 @@ def clear_sessions(url: str) -> None:
 
 
 # --- the service over HTTP --------------------------------------------------------------------------------
-
-
-def basic(secret: str) -> str:
-    return "Basic " + base64.b64encode(f"{secret}:".encode()).decode()
 
 
 def engage_first_page(http: httpx.Client, where: str | None) -> dict[str, Any]:
@@ -338,46 +163,6 @@ def engage_page(http: httpx.Client, session_id: str, page: int) -> dict[str, Any
         raise RuntimeError(f"/api/2.0/engage page={page}: {response.status_code} {response.text[:500]}")
     body: dict[str, Any] = response.json()
     return body
-
-
-class RssSampler:
-    """The server's resident memory during an export: VmHWM after resetting it (clear_refs "5"), and VmRSS
-    sampled every 20 ms (the fallback where clear_refs is not writable)."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.stop = threading.Event()
-        self.peak_sampled = 0
-        self.hwm_reset = False
-        self.before = self.read("VmRSS")
-        with contextlib.suppress(OSError):
-            Path(f"/proc/{pid}/clear_refs").write_text("5")
-            self.hwm_reset = True
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    def read(self, key: str) -> int:
-        """kB"""
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-        return 0
-
-    def run(self) -> None:
-        while not self.stop.wait(0.02):
-            self.peak_sampled = max(self.peak_sampled, self.read("VmRSS"))
-
-    def finish(self) -> dict[str, Any]:
-        self.stop.set()
-        self.thread.join()
-        peak = self.read("VmHWM") if self.hwm_reset else self.peak_sampled
-        return {
-            "rss_before_mb": round(self.before / 1024, 1),
-            "peak_rss_mb": round(max(peak, self.peak_sampled) / 1024, 1),
-            "peak_sampled_mb": round(self.peak_sampled / 1024, 1),
-            "peak_from": "VmHWM" if self.hwm_reset else "sampled VmRSS",
-        }
 
 
 def export_once(http: httpx.Client, columns: list[str] | None) -> tuple[int, int]:
@@ -642,23 +427,6 @@ def export_phase(
     return rows, figures
 
 
-def markdown(rows: list[Row]) -> Iterator[str]:
-    head = [
-        "measurement",
-        "service (median)",
-        "service (max)",
-        "raw Postgres (median)",
-        "service/raw",
-        "target",
-    ]
-    yield "| " + " | ".join(head) + " | |"
-    yield "| --- | ---: | ---: | ---: | ---: | --- | --- |"
-    for r in rows:
-        name = r.name.replace("|", "\\|") + (f" ({r.note})" if r.note else "")
-        cells = [name, r.service, r.service_max, r.raw, f"{r.ratio:.2f}", r.target, verdict(r.ok)]
-        yield "| " + " | ".join(cells) + " |"
-
-
 # --- main -------------------------------------------------------------------------------------------------
 
 
@@ -692,14 +460,15 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    use_database(BENCH_DB)
     url = bench_url(args.database_url)
-    machine = engage.machine_facts()
+    machine = machine_facts()
     create_database(args.database_url)
     server: Server | None = None
     rows: list[Row] = []
     results: dict[str, Any] = {}
     try:
-        engage.announce_machine(machine, url)
+        announce_machine(machine, url)
         migrate.upgrade(url)
         project = create_project(url)
         print(f"loading {args.profiles:,} profiles ...", flush=True)

@@ -20,10 +20,10 @@ conflicts) and `now`.
    the same insert, sorted, plus the users_seen upsert), which splits the gap into "more SQL" and
    "Python + HTTP".
 5. Ratios service/raw, table size per million events (events partitions + their indexes), users_seen size,
-   CPU per event of the server and of Postgres, per phase (bench/engage.py's /proc accounting).
+   CPU per event of the server and of Postgres, per phase (the harness's /proc accounting).
 
 The events and users_seen tables are truncated (and a CHECKPOINT taken) before every measured phase.
---profile attaches py-spy (bench/engage.py's machinery) to the server during both HTTP phases; the
+--profile attaches py-spy (the harness's machinery) to the server during both HTTP phases; the
 profiled phases' figures are then lower (py-spy pauses the server at every sample).
 Output: human-readable lines, then one JSON line with every figure.
 """
@@ -51,28 +51,17 @@ import aiohttp
 import orjson
 import psycopg
 
-import engage
-from engage import (
-    PhaseResult,
-    Server,
-    bench_url,
-    cpu_line,
-    cpu_snapshot,
-    cpu_split,
-    create_database,
-    create_projects,
-    drop_database,
-    free_port,
-    start_profile,
-)
+from harness.data import PLANS
+from harness.db import bench_url, create_database, create_projects, drop_database, use_database
+from harness.machine import announce_machine, machine_facts
+from harness.proc import cpu_line, cpu_snapshot, cpu_split
+from harness.pyspy import start_profile
+from harness.server import Server, free_port
+from harness.stats import PhaseResult
 from profilestore.db import migrate
-from profilestore.ingest.events_sql import INSERT as SERVICE_SQL
+from profilestore.ingest.events.sql import INSERT as SERVICE_SQL
 
 BENCH_DB = "profilestore_bench_track"
-# engage.py's database helpers (bench_url, create/drop_database) and its CPU accounting (which Postgres
-# backends serve the bench database) read engage.BENCH_DB when called: point them at this bench's database.
-engage.BENCH_DB = BENCH_DB
-
 USERS = 100_000
 EVENTS = 100_000  # distinct pre-generated events, cycled through by the clients
 TRACK_BATCH = 50  # what the SDKs send per /track request
@@ -81,7 +70,6 @@ NAMES = ["page_view", "click", "search", "signup", "login", "add_to_cart", "purc
 BROWSERS = ["Chrome", "Firefox", "Safari", "Edge", "Mobile Safari", "Chrome iOS"]
 OSES = ["Windows", "Mac OS X", "Linux", "iOS", "Android"]
 PAGES = ["/", "/pricing", "/docs", "/docs/api", "/blog", "/signup", "/app", "/app/settings", "/checkout"]
-PLANS = engage.PLANS
 ITEMS = ["sku-101", "sku-202", "sku-303", "sku-404", "sku-505", "sku-606"]
 
 # Placeholders stamped at send time (one `replace` each over the whole body):
@@ -203,7 +191,7 @@ def stamp_raw(*texts: str) -> list[str]:
 
 
 class EventPhase(PhaseResult):
-    """engage.PhaseResult counting events instead of profile updates."""
+    """PhaseResult counting events instead of profile updates."""
 
     def figures(self) -> dict[str, Any]:
         return {k.replace("updates", "events"): v for k, v in super().figures().items()}
@@ -504,25 +492,25 @@ def raw_phases(args: argparse.Namespace, url: str, bodies: Bodies) -> list[Event
 
 # --- py-spy categories ------------------------------------------------------------------------------------
 
-# engage.summarise_profile files each sample under the first of these frames met from the leaf up (see
-# engage.CATEGORIES); these are the events path's.  Installed into engage before a profile is summarised.
+# The profile summary files each sample under the first of these frames met from the leaf up (see
+# harness/pyspy.py); these are the events path's.
 EVENT_CATEGORIES: list[tuple[str, str, str]] = [
     ("gc_collect*", "libpython", "cyclic garbage collector (gc_collect_main)"),
     ("_mark_inexact", "ingest/wire.py", "decode: inexact-number scan (wire._mark_inexact: regex)"),
     ("read_wire_request", "ingest/wire.py", "decode body (wire.read_wire_request: orjson.loads, rest)"),
     ("TypeAdapter.validate_python", "pydantic/type_adapter.py", "validate: shape (pydantic TypedDict)"),
-    ("parse_time", "ingest/records.py", "validate: time (records.parse_time)"),
-    ("_normalise", "ingest/events.py", "validate: rules (events._normalise)"),
-    ("validate_events", "ingest/events.py", "validate: loop (events.validate_events, rest)"),
+    ("parse_time", "ingest/pipeline.py", "validate: time (pipeline.parse_time)"),
+    ("normalise", "ingest/events/records.py", "validate: rules (records.normalise)"),
+    ("validate", "ingest/pipeline.py", "validate: loop (pipeline.validate, rest)"),
     ("TokenCache.resolve", "profilestore/projects.py", "token lookup (TokenCache.resolve)"),
-    ("_import_project", "ingest/events_routes.py", "/import credentials (secret hashes query, sha256)"),
-    ("dedupe", "ingest/events.py", "dedupe (events.dedupe)"),
-    ("EventBatch.params", "ingest/events_sql.py", "serialise batch (EventBatch.params: orjson.dumps)"),
-    ("build_event_batch", "ingest/events_sql.py", "build batch (sort, users_seen spans)"),
-    ("insert_events", "ingest/events_sql.py", "send the statement (events_sql.insert_events: psycopg)"),
+    ("_import_project", "ingest/events/routes.py", "/import credentials (secret hashes query, sha256)"),
+    ("dedupe", "ingest/events/records.py", "dedupe (records.dedupe)"),
+    ("EventBatch.params", "ingest/events/sql.py", "serialise batch (EventBatch.params: orjson.dumps)"),
+    ("build_event_batch", "ingest/events/sql.py", "build batch (sort, users_seen spans)"),
+    ("insert_events", "ingest/events/sql.py", "send the statement (sql.insert_events: psycopg)"),
     ("ingest_response", "ingest/responses.py", "render response"),
-    ("ingest_events", "ingest/events_routes.py", "ingest_events(), rest"),
-    ("_ingest", "ingest/events_routes.py", "_ingest(), rest"),
+    ("ingest", "ingest/pipeline.py", "pipeline.ingest(), rest"),
+    ("handle", "ingest/pipeline.py", "pipeline.handle(), rest"),
     ("WorkerThread.run", "anyio/_backends/_asyncio.py", "threadpool hops (FastAPI's sync dependencies)"),
     ("run_sync", "anyio/to_thread.py", "threadpool hops (FastAPI's sync dependencies)"),
     (
@@ -545,13 +533,19 @@ EVENT_KEY_FRAMES = [(n, f) for n, f, _ in EVENT_CATEGORIES[:16]] + [
 
 
 def profiler(args: argparse.Namespace, pid: int) -> Callable[[str], Callable[[], dict[str, Any]]]:
-    engage.CATEGORIES = EVENT_CATEGORIES  # read by engage.summarise_profile at call time
-    engage.KEY_FRAMES = EVENT_KEY_FRAMES
-
     def start(phase: str) -> Callable[[], dict[str, Any]]:
         out = args.profile_out.with_name(f"{args.profile_out.name}-{phase}.collapsed")
         native = not args.profile_python_only
-        return start_profile(pid, args.seconds, args.workers, out, args.profile_rate, native)
+        return start_profile(
+            pid,
+            args.seconds,
+            args.workers,
+            out,
+            args.profile_rate,
+            native,
+            EVENT_CATEGORIES,
+            EVENT_KEY_FRAMES,
+        )
 
     return start
 
@@ -608,6 +602,7 @@ def per_event_cost(phase: EventPhase) -> dict[str, float]:
 
 def main() -> None:
     args = parse_args()
+    use_database(BENCH_DB)
     try:
         import uvloop
 
@@ -615,11 +610,11 @@ def main() -> None:
     except ImportError:
         pass
     url = bench_url(args.database_url)
-    machine = engage.machine_facts()
+    machine = machine_facts()
     create_database(args.database_url)
     server: Server | None = None
     try:
-        engage.announce_machine(machine, url)
+        announce_machine(machine, url)
         migrate.upgrade(url)
         service_project, raw_project = create_projects(url)
         bodies = make_bodies(service_project["token"], raw_project["id"])
