@@ -25,13 +25,14 @@ from profilestore.cohorts.routes import router as cohorts_router
 from profilestore.db.engine import make_pool
 from profilestore.deps import PoolDep, SettingsDep
 from profilestore.errors import DatabaseUnavailable, ProfilestoreError
-from profilestore.ingest.events_routes import router as events_router
-from profilestore.ingest.routes import router as ingest_router
+from profilestore.ingest.events.routes import router as event_ingest_router
+from profilestore.ingest.profiles.routes import router as profile_ingest_router
+from profilestore.ingest.warnings import router as warnings_router
 from profilestore.projects import TokenCache
-from profilestore.query import sessions as query_sessions
-from profilestore.query import sql as query_sql
-from profilestore.query.events_routes import router as event_query_router
-from profilestore.query.routes import router as query_router
+from profilestore.query.events.routes import router as event_query_router
+from profilestore.query.profiles import sessions as query_sessions
+from profilestore.query.profiles import sql as query_sql
+from profilestore.query.profiles.routes import router as profile_query_router
 from profilestore.settings import Settings, get_settings
 
 log = logging.getLogger("profilestore")
@@ -142,7 +143,6 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     )
     app.state.settings = settings
     app.state.tokens = TokenCache()
-    app.state.locator = None  # geolocation from $ip comes in a later issue (ingest/geo.py)
     # The browser SDK sends credentials: echo the Origin (a regex match does) and allow credentials.
     app.add_middleware(
         CORSMiddleware,
@@ -152,11 +152,12 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         allow_headers=["*"],
         max_age=86400,
     )
-    app.include_router(ingest_router)
-    app.include_router(events_router)
-    app.include_router(query_router)
-    app.include_router(cohorts_router)
+    app.include_router(profile_ingest_router)
+    app.include_router(event_ingest_router)
+    app.include_router(warnings_router)
+    app.include_router(profile_query_router)
     app.include_router(event_query_router)
+    app.include_router(cohorts_router)
     _install_error_handlers(app)
 
     @app.get("/healthz", summary="The process is up")

@@ -10,6 +10,9 @@ import base64
 import binascii
 import hashlib
 import hmac
+from dataclasses import dataclass
+
+from profilestore.errors import BadRequest
 
 
 def hash_secret(secret: str) -> str:
@@ -39,9 +42,37 @@ def basic_credentials(header: str | None) -> tuple[str, str] | None:
     return user, password
 
 
-def candidate_secret(credentials: tuple[str, str], *, service_account: bool) -> str:
-    """The secret of `secret:` (old clients) or of `user:secret` with project_id (service accounts)."""
-    user, password = credentials
-    if service_account and password:
-        return password
-    return user or password
+@dataclass(frozen=True)
+class Credentials:
+    """What a request authenticates with: HTTP Basic's user and password, and the project a service account
+    names (`project_id`)."""
+
+    user: str
+    password: str
+    project_id: int | None
+
+    @property
+    def secret(self) -> str:
+        """The secret of `secret:` (old clients) or of `user:secret` with project_id (service accounts)."""
+        if self.project_id is not None and self.password:
+            return self.password
+        return self.user or self.password
+
+
+def parse_credentials(
+    authorization: str | None, project_id: str | None, *, api_key: str = ""
+) -> Credentials | None:
+    """A request's credentials: its Authorization header (else `api_key`, as the user name with no password,
+    which older SDKs send to /import) and `project_id`; None without any.  A `project_id` that is not an
+    integer is a BadRequest."""
+    basic = basic_credentials(authorization)
+    if basic is None:
+        if not api_key:
+            return None
+        basic = (api_key, "")
+    raw = (project_id or "").strip()
+    try:
+        wanted = int(raw) if raw else None
+    except ValueError:
+        raise BadRequest("project_id must be an integer") from None
+    return Credentials(basic[0], basic[1], wanted)

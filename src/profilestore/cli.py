@@ -145,8 +145,8 @@ def export_command(
     output: Annotated[str | None, typer.Option("-o", "--output", help="A file (default: stdout).")] = None,
 ) -> None:
     """Stream every matching profile as CSV or JSONL, in constant memory."""
-    from profilestore.query.engage import parse_where
-    from profilestore.query.export import ExportQuery, ExportStats, export_lines, parse_columns
+    from profilestore.query.params import where_param
+    from profilestore.query.profiles.export import ExportQuery, ExportStats, export_lines, parse_columns
 
     if format not in ("csv", "jsonl"):
         console.print("[red]error:[/red] --format must be csv or jsonl")
@@ -158,7 +158,7 @@ def export_command(
             raise ProfilestoreError("no project has this token")
         query = ExportQuery(
             format="csv" if format == "csv" else "jsonl",
-            where=parse_where("--where", where),
+            where=where_param("--where", where),
             columns=parse_columns(columns),
             cohort=cohort,
         )

@@ -1,18 +1,21 @@
-"""FastAPI dependencies: the app's settings, pool and token cache (owned by the lifespan), and read auth.
+"""FastAPI dependencies: the app's settings, pools and token cache (owned by the lifespan), a pooled
+connection for the length of a request (ConnDep; ReadConnDep on READ_DATABASE_URL's replica), and read auth.
 
 All `async def`: a plain `def` dependency costs a thread-pool round trip on every request.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from profilestore import auth, projects
-from profilestore.errors import BadRequest, Forbidden, Unauthorized
-from profilestore.ingest.service import database
+from profilestore.db.connections import database
+from profilestore.errors import Forbidden, Unauthorized
 from profilestore.projects import TokenCache
 from profilestore.settings import Settings
 
@@ -44,25 +47,33 @@ ReadPoolDep = Annotated[AsyncConnectionPool, Depends(_read_pool)]
 TokensDep = Annotated[TokenCache, Depends(_tokens)]
 
 
+async def _connection(pool: PoolDep, settings: SettingsDep) -> AsyncIterator[AsyncConnection[Any]]:
+    async with database(pool, settings) as conn:
+        yield conn
+
+
+async def _read_connection(pool: ReadPoolDep, settings: SettingsDep) -> AsyncIterator[AsyncConnection[Any]]:
+    async with database(pool, settings) as conn:
+        yield conn
+
+
+ConnDep = Annotated[AsyncConnection[Any], Depends(_connection)]
+ReadConnDep = Annotated[AsyncConnection[Any], Depends(_read_connection)]
+
+
 async def _project_id(request: Request, pool: PoolDep, settings: SettingsDep) -> int:
     """The project whose API secret the request carries (docs/query.md: every read API needs it)."""
-    credentials = auth.basic_credentials(request.headers.get("authorization"))
+    credentials = auth.parse_credentials(
+        request.headers.get("authorization"), request.query_params.get("project_id")
+    )
     if credentials is None:
         raise Unauthorized()
-    raw_project = request.query_params.get("project_id")
-    project_id: int | None = None
-    if raw_project:
-        try:
-            project_id = int(raw_project)
-        except ValueError:
-            raise BadRequest("project_id must be an integer") from None
-    secret = auth.candidate_secret(credentials, service_account=project_id is not None)
     async with database(pool, settings) as conn:
-        owner = await projects.project_of_secret(conn, secret)
+        owner = await projects.project_of_secret(conn, credentials.secret)
     if owner is None:
         raise Unauthorized()
-    if project_id is not None and project_id != owner:
-        raise Forbidden(f"this secret does not belong to project {project_id}")
+    if credentials.project_id is not None and credentials.project_id != owner:
+        raise Forbidden(f"this secret does not belong to project {credentials.project_id}")
     return owner
 
 

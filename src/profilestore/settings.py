@@ -48,9 +48,6 @@ class Settings(BaseSettings):
     # Read API: a pagination session of /api/2.0/engage expires after this long without a request.
     query_session_idle_seconds: float = 3600.0
 
-    # Addresses whose X-Forwarded-For is believed (for geolocation, a later issue).
-    trusted_proxies: list[str] = []
-
 
 def get_settings(**overrides: object) -> Settings:
     """Read the environment now; keyword arguments win over it (used by `serve --host ...`)."""

@@ -1,6 +1,6 @@
 """HTTP routes of cohorts: the service's JSON API under `/api/cohorts` and Mixpanel's `cohorts/list`.
 
-Thin: each handler takes a pooled connection and calls service.py.  Errors answer
+Thin: each handler takes the request's pooled connection (deps.ConnDep) and calls service.py.  Errors answer
 `{"error": Name, "detail": message}` under `/api/cohorts` and `{"error": message}` on the Mixpanel paths
 (app.py renders both).
 """
@@ -20,8 +20,7 @@ from profilestore.cohorts.schemas import (
     MembersPage,
     MixpanelCohort,
 )
-from profilestore.deps import PoolDep, ProjectDep, SettingsDep
-from profilestore.ingest.service import database
+from profilestore.deps import ConnDep, ProjectDep
 
 router = APIRouter(tags=["cohorts"])
 
@@ -29,23 +28,18 @@ ALL_USERS_DOC = "also members with events but no profile (All Users); false: onl
 
 
 @router.post("/api/cohorts", status_code=201, summary="Create a cohort (dynamic or static)")
-async def create(
-    body: CohortCreate, project_id: ProjectDep, settings: SettingsDep, pool: PoolDep
-) -> CohortOut:
-    async with database(pool, settings) as conn:
-        return await service.create_cohort(conn, project_id, body)
+async def create(body: CohortCreate, project_id: ProjectDep, conn: ConnDep) -> CohortOut:
+    return await service.create_cohort(conn, project_id, body)
 
 
 @router.get("/api/cohorts", summary="The project's cohorts")
-async def list_all(project_id: ProjectDep, settings: SettingsDep, pool: PoolDep) -> list[CohortOut]:
-    async with database(pool, settings) as conn:
-        return await service.list_cohorts(conn, project_id)
+async def list_all(project_id: ProjectDep, conn: ConnDep) -> list[CohortOut]:
+    return await service.list_cohorts(conn, project_id)
 
 
 @router.get("/api/cohorts/{cohort_id}", summary="One cohort")
-async def read(cohort_id: int, project_id: ProjectDep, settings: SettingsDep, pool: PoolDep) -> CohortOut:
-    async with database(pool, settings) as conn:
-        return await service.get_cohort(conn, project_id, cohort_id)
+async def read(cohort_id: int, project_id: ProjectDep, conn: ConnDep) -> CohortOut:
+    return await service.get_cohort(conn, project_id, cohort_id)
 
 
 @router.api_route(
@@ -53,17 +47,13 @@ async def read(cohort_id: int, project_id: ProjectDep, settings: SettingsDep, po
     methods=["PUT", "PATCH"],
     summary="Change a cohort's name, description, definition or (static) members",
 )
-async def update(
-    cohort_id: int, body: CohortUpdate, project_id: ProjectDep, settings: SettingsDep, pool: PoolDep
-) -> CohortOut:
-    async with database(pool, settings) as conn:
-        return await service.update_cohort(conn, project_id, cohort_id, body)
+async def update(cohort_id: int, body: CohortUpdate, project_id: ProjectDep, conn: ConnDep) -> CohortOut:
+    return await service.update_cohort(conn, project_id, cohort_id, body)
 
 
 @router.delete("/api/cohorts/{cohort_id}", status_code=204, summary="Delete a cohort (409 while referenced)")
-async def delete(cohort_id: int, project_id: ProjectDep, settings: SettingsDep, pool: PoolDep) -> Response:
-    async with database(pool, settings) as conn:
-        await service.delete_cohort(conn, project_id, cohort_id)
+async def delete(cohort_id: int, project_id: ProjectDep, conn: ConnDep) -> Response:
+    await service.delete_cohort(conn, project_id, cohort_id)
     return Response(status_code=204)
 
 
@@ -71,36 +61,32 @@ async def delete(cohort_id: int, project_id: ProjectDep, settings: SettingsDep, 
 async def members(
     cohort_id: int,
     project_id: ProjectDep,
-    settings: SettingsDep,
-    pool: PoolDep,
+    conn: ConnDep,
     after: str | None = Query(None, description="the `next_after` of the previous page"),
     limit: int = Query(1000, description=f"members per page, at most {service.MAX_PAGE}"),
     include_all_users: bool = Query(True, description=ALL_USERS_DOC),
 ) -> MembersPage:
-    async with database(pool, settings) as conn:
-        return await service.members_page(
-            conn,
-            project_id,
-            cohort_id,
-            after=after,
-            limit=limit,
-            all_users=include_all_users,
-            now=time.time(),
-        )
+    return await service.members_page(
+        conn,
+        project_id,
+        cohort_id,
+        after=after,
+        limit=limit,
+        all_users=include_all_users,
+        now=time.time(),
+    )
 
 
 @router.get("/api/cohorts/{cohort_id}/count", summary="How many members the cohort has now")
 async def count(
     cohort_id: int,
     project_id: ProjectDep,
-    settings: SettingsDep,
-    pool: PoolDep,
+    conn: ConnDep,
     include_all_users: bool = Query(True, description=ALL_USERS_DOC),
 ) -> CohortCount:
-    async with database(pool, settings) as conn:
-        return await service.count_members(
-            conn, project_id, cohort_id, all_users=include_all_users, now=time.time()
-        )
+    return await service.count_members(
+        conn, project_id, cohort_id, all_users=include_all_users, now=time.time()
+    )
 
 
 LIST_PATHS = [
@@ -111,10 +97,9 @@ LIST_PATHS = [
 ]
 
 
-async def mixpanel_list(project_id: ProjectDep, settings: SettingsDep, pool: PoolDep) -> list[MixpanelCohort]:
+async def mixpanel_list(project_id: ProjectDep, conn: ConnDep) -> list[MixpanelCohort]:
     """Mixpanel's cohorts list: a bare JSON array."""
-    async with database(pool, settings) as conn:
-        return await service.mixpanel_list(conn, project_id, now=time.time())
+    return await service.mixpanel_list(conn, project_id, now=time.time())
 
 
 for _path in LIST_PATHS:

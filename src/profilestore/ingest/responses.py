@@ -98,6 +98,11 @@ def ingest_error_response(params: Mapping[str, str], exc: ProfilestoreError) -> 
     return _render(params, orjson.dumps(body), status, _JSON, exc.headers)
 
 
+def options_response() -> Response:
+    """Plain OPTIONS (a CORS preflight proper is answered by the CORS middleware before it gets here)."""
+    return Response(status_code=200, headers={"Allow": "GET, POST, OPTIONS"})
+
+
 # --- modes --------------------------------------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ import orjson
 from fastapi import Request
 
 from profilestore.errors import BadRequest, PayloadTooLarge
+from profilestore.expressions import Node, parse
 
 MAX_PARAMS_BYTES = 10_000_000
 
@@ -94,3 +95,14 @@ def bool_param(params: dict[str, Any], name: str, *, default: bool) -> bool:
     if text in ("false", "0", "no"):
         return False
     raise BadRequest(f"{name}: must be true or false, got {str(value)[:40]!r}")
+
+
+def where_param(name: str, text: str | None) -> Node | None:
+    """The expression of parameter `name` (None when absent or blank); its errors (a BadRequest) name the
+    parameter once: `where: syntax error at ...`."""
+    if text is None or not text.strip():
+        return None
+    try:
+        return parse(text, name=name)
+    except BadRequest as exc:
+        raise BadRequest(exc.message) from None

@@ -6,7 +6,7 @@ one round trip, one implicit transaction (the pool's connections are autocommit)
 whole or not at all.
 
 * Dedupe: INSERT ... ON CONFLICT (project_id, event, distinct_id, time, insert_id) DO UPDATE keeps the
-  latest copy of a retried event.  Duplicates inside one request are removed beforehand (events.dedupe):
+  latest copy of a retried event.  Duplicates inside one request are removed beforehand (records.dedupe):
   ON CONFLICT cannot touch the same row twice in one statement.
 * Deadlocks: both inserts take their rows in key order (ORDER BY), so two concurrent requests that share
   users (the users_seen rows) or retried events (the unique index entries) lock them in the same order
@@ -30,7 +30,7 @@ import orjson
 import psycopg
 from psycopg import AsyncConnection
 
-from profilestore.ingest.events import Event
+from profilestore.ingest.events.records import Event
 
 INSERT = """
 WITH seen AS (

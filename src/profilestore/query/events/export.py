@@ -25,9 +25,8 @@ from psycopg.rows import tuple_row
 
 from profilestore.errors import BadRequest
 from profilestore.expressions import Node, SqlParams, compile_where
-from profilestore.query import events_sql as ev
-from profilestore.query.engage import parse_where
-from profilestore.query.params import bool_param, int_param, json_param, text_param
+from profilestore.query.events import sql as ev
+from profilestore.query.params import bool_param, int_param, json_param, text_param, where_param
 
 FETCH_ROWS = 5000
 MAX_LIMIT = 100_000
@@ -68,7 +67,7 @@ def events_export_query(params: dict[str, Any]) -> EventsExport:
         from_date=from_date,
         to_date=to_date,
         events=event_names(json_param(params, "event")),
-        where=parse_where("where", text_param(params, "where")),
+        where=where_param("where", text_param(params, "where")),
         limit=limit,
         time_in_ms=bool_param(params, "time_in_ms", default=False),
         join_profiles=bool_param(params, "join_profiles", default=False),

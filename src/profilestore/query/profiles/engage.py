@@ -18,14 +18,14 @@ from psycopg_pool import AsyncConnectionPool
 
 from profilestore.cohorts import CohortDefinition, parse_definition
 from profilestore.cohorts.compile import resolve_spec
+from profilestore.db.connections import database
 from profilestore.errors import BadRequest, NotFound
-from profilestore.expressions import Node, SqlParams, compile_value, parse
-from profilestore.ingest.service import database
+from profilestore.expressions import Node, SqlParams, compile_value
 from profilestore.profile_tables import GROUP_PROFILES, USER_PROFILES, ProfileTable
-from profilestore.query import sessions
-from profilestore.query import sql as q
-from profilestore.query.params import bool_param, int_param, json_param, text_param
-from profilestore.query.rows import matching
+from profilestore.query.params import bool_param, int_param, json_param, text_param, where_param
+from profilestore.query.profiles import sessions
+from profilestore.query.profiles import sql as q
+from profilestore.query.profiles.rows import matching
 from profilestore.settings import Settings
 
 DEFAULT_PAGE_SIZE = 1000
@@ -89,14 +89,14 @@ def engage_query(params: dict[str, Any]) -> EngageQuery:
     if order not in ("ascending", "descending"):
         raise BadRequest("sort_order: must be ascending or descending")
     return EngageQuery(
-        where=parse_where("where", where_text),
+        where=where_param("where", where_text),
         distinct_ids=distinct_ids,
         output_properties=output,
         group_key=text_param(params, "data_group_id"),
         session_id=session_id,
         page=page or 0,
         page_size=page_size,
-        sort_key=parse_where("sort_key", sort_text),
+        sort_key=where_param("sort_key", sort_text),
         descending=order == "descending",
         cohort=cohort,
         all_users=all_users,
@@ -126,16 +126,6 @@ def cohort_param(params: dict[str, Any]) -> tuple[int | CohortDefinition | None,
         raise BadRequest(f"{name}: {exc.message}") from None
 
 
-def parse_where(name: str, text: str | None) -> Node | None:
-    """The expression of parameter `name` (None when absent); syntax errors name the parameter."""
-    if text is None or not text.strip():
-        return None
-    try:
-        return parse(text)
-    except BadRequest as exc:
-        raise BadRequest(f"{name}: {exc.message}") from None
-
-
 async def query_profiles(
     pool: AsyncConnectionPool, project_id: int, query: EngageQuery, *, now: float, settings: Settings
 ) -> bytes:
@@ -159,7 +149,7 @@ async def query_profiles(
             project_id,
             first_page=_page_statement(query, session, params, sql.SQL(q.FIRST_PAGE_IDS)),
             page_params=params,
-            retry_after=settings.retry_after_seconds,
+            settings=settings,
         )
     else:
         session_id = query.session_id

@@ -22,7 +22,7 @@ import orjson
 import psycopg
 from psycopg import AsyncConnection
 
-from profilestore.ingest.records import Update
+from profilestore.ingest.profiles.records import Update
 from profilestore.settings import Settings
 
 # One function per kind of profile: the same statement shapes on profiles / group_profiles.
@@ -56,22 +56,21 @@ def _key(project_id: int, group_key: str | None, distinct_id: str) -> str:
     return f"{project_id}:{distinct_id}" if group_key is None else f"{project_id}:{group_key}:{distinct_id}"
 
 
-def build_batch(updates: list[Update], project_ids: dict[str, int], kind: str = "profile") -> Batch:
-    """Groups updates by (project, distinct_id), keeping arrival order; splits fast from slow groups.
+def build_batch(updates: list[tuple[int, Update]], kind: str = "profile") -> Batch:
+    """Groups (project_id, update) pairs by profile, keeping arrival order; splits fast from slow groups.
 
     The updates' body dicts are used as they are (a fast group *is* its update's body plus its key)."""
     batch = Batch(kind=kind)
-    by_key: dict[str, list[Update]] = {}
-    for update in updates:
-        key = _key(project_ids[update.project_token], update.group_key, update.distinct_id)
+    by_key: dict[str, tuple[int, list[Update]]] = {}
+    for project_id, update in updates:
+        key = _key(project_id, update.group_key, update.distinct_id)
         same = by_key.get(key)
         if same is None:
-            by_key[key] = [update]
+            by_key[key] = (project_id, [update])
         else:
-            same.append(update)
-    for key, group in by_key.items():
+            same[1].append(update)
+    for key, (project_id, group) in by_key.items():
         first = group[0]
-        project_id = project_ids[first.project_token]
         body = first.body
         if len(group) == 1 and "set" in body and _FAST_KEYS.issuperset(body):
             body["p"] = project_id

@@ -16,7 +16,7 @@ from profilestore.cohorts import CohortDefinition, cohort_condition, universe
 from profilestore.errors import BadRequest
 from profilestore.expressions import Node, Scope, SqlParams, compile_where
 from profilestore.profile_tables import GROUP_PROFILES, USER_PROFILES, ProfileTable
-from profilestore.query.sql import all_users_scope
+from profilestore.query.profiles.sql import all_users_scope
 
 
 @dataclass(frozen=True)

@@ -1,23 +1,21 @@
-"""Validation of /engage update records: pydantic for the shape, then the limits of docs/ingest.md section 3.
-
-`validate_updates` turns the decoded records of one request into `Update`s (valid, normalised) and
-`RecordError`s (index, field path, rule in plain words).  A bad record never costs the good ones beside it.
+"""The rules of /engage and /groups update records (docs/ingest.md sections 3 and 4): pydantic for the shape
+(`record_adapter`, `field_error`), then `normalise`: one record of the right shape -> an `Update` (valid,
+normalised: what the SQL batch carries) or a `RecordError` (field path, rule in plain words).  The loop over
+a request's records is the pipeline's (ingest/pipeline.py).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
-from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr, TypeAdapter, ValidationError
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr, TypeAdapter
+from pydantic_core import ErrorDetails
 from typing_extensions import TypedDict
 
+from profilestore.ingest.pipeline import id_text, parse_time
 from profilestore.ingest.responses import RecordError
-from profilestore.ingest.wire import InexactNumber
 from profilestore.settings import Settings
 
 Number = StrictInt | StrictFloat
@@ -55,7 +53,7 @@ EngageRecord = TypedDict(
     },
     total=False,
 )
-_record_adapter: TypeAdapter[EngageRecord] = TypeAdapter(EngageRecord)
+record_adapter: TypeAdapter[EngageRecord] = TypeAdapter(EngageRecord)
 
 _MESSAGES = {
     "int_type": "must be a number",
@@ -77,12 +75,11 @@ class Update:
     project_token: str
     distinct_id: str  # the group id for a group profile
     body: dict[str, Any]  # {"t": T, "it"?: true, "set": {...}, ..., "del"?: true}
-    ip: str | None = None  # the record's $ip, for geolocation (geo.py); never stored
     group_key: str | None = None  # set for group profiles (/groups)
     warnings: list[tuple[str, str, str]] = field(default_factory=list)  # (operation, property, reason)
 
 
-def _field_error(error: Any) -> tuple[str, str]:
+def field_error(error: ErrorDetails) -> tuple[str, str]:
     """A pydantic error -> (field path, message).  Union branches add type names to loc: drop them."""
     loc = [str(part) for part in error["loc"] if part not in ("str", "int", "float", "bool", "list[...]")]
     loc = [p for p in loc if p != "[key]" and not p.startswith(("constrained-str", "list[", "function-"))]
@@ -102,43 +99,6 @@ def _field_error(error: Any) -> tuple[str, str]:
     else:
         message = _MESSAGES.get(kind, str(error["msg"]))
     return ".".join(loc), message
-
-
-def id_text(raw: Any) -> str:
-    """An id as text: strings as they are, a whole float as an integer, anything else as its JSON."""
-    if isinstance(raw, float) and raw.is_integer():
-        return str(int(raw))
-    return raw if isinstance(raw, str) else orjson.dumps(raw, option=orjson.OPT_NON_STR_KEYS).decode()
-
-
-def record_id(record: Any, id_field: str = "$distinct_id") -> str | None:
-    """The `$distinct_id` (or `$group_id`) of a raw record as text, for error reports; None without one."""
-    if isinstance(record, dict) and record.get(id_field) is not None:
-        return id_text(record[id_field])
-    return None
-
-
-def parse_time(value: int | float | str | None, now: float, future_clamp: float) -> float:
-    """$time -> epoch seconds: seconds or milliseconds (below 1e11 is seconds) or ISO 8601; clamped."""
-    if value is None:
-        return now
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            return parse_time(float(text), now, future_clamp)  # epoch seconds or ms sent as text
-        except ValueError:
-            pass
-        stamp = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
-        if stamp.tzinfo is None:
-            stamp = stamp.replace(tzinfo=UTC)
-        t = stamp.timestamp()
-    else:
-        t = float(value)
-        if not math.isfinite(t):
-            raise ValueError("not finite")
-        if abs(t) >= 1e11:
-            t /= 1000.0
-    return now if t > now + future_clamp else t
 
 
 _CONTAINERS = (dict, list)
@@ -164,7 +124,7 @@ def _check_container(value: dict[str, Any] | list[Any], settings: Settings, chec
     return None
 
 
-def _normalise(
+def normalise(
     index: int, rec: EngageRecord, now: float, settings: Settings, check_size: bool, id_field: str
 ) -> Update | RecordError:
     def fail(path: str, message: str) -> RecordError:
@@ -192,10 +152,7 @@ def _normalise(
     body: dict[str, Any] = {"t": t}
     if rec.get("$ignore_time"):
         body["it"] = True
-    raw_ip = rec.get("$ip")
-    update = Update(
-        index, rec["$token"], distinct, body, ip=None if raw_ip is None else str(raw_ip), group_key=group_key
-    )
+    update = Update(index, rec["$token"], distinct, body, group_key=group_key)
     ops = [op for op in OPERATIONS if op in rec]
     if "$delete" in rec:
         if ops:
@@ -226,61 +183,3 @@ def _normalise(
         # creates the profile.
         body["set"] = {}
     return update
-
-
-def precheck(
-    index: int,
-    record: Any,
-    *,
-    id_field: str,
-    id_of: Callable[[Any, str], str | None],
-    check_size: bool,
-    max_bytes: int,
-    noun: str = "record",
-) -> RecordError | None:
-    """What every ingested record is checked for before its shape (/engage, /groups, /track, /import): a
-    number that would not be stored exactly, not being a JSON object, its size."""
-    if isinstance(record, InexactNumber):
-        message = f"the number {record.number} cannot be stored exactly; send it as a string"
-        return RecordError(index, id_field, id_of(record.record, id_field), record.path, message)
-    if not isinstance(record, dict):
-        return RecordError(index, id_field, None, "", "must be a JSON object")
-    if check_size and len(orjson.dumps(record)) > max_bytes:
-        return RecordError(
-            index, id_field, id_of(record, id_field), "", f"the {noun} is over {max_bytes} bytes"
-        )
-    return None
-
-
-def validate_updates(
-    records: list[Any], *, now: float, settings: Settings, body_bytes: int, id_field: str = "$distinct_id"
-) -> tuple[list[Update], list[RecordError]]:
-    """Valid updates (in request order) and the errors of the invalid records.  `id_field` is
-    "$distinct_id" for /engage and "$group_id" for /groups (whose records also carry `$group_key`)."""
-    updates: list[Update] = []
-    errors: list[RecordError] = []
-    check_size = body_bytes > settings.max_record_bytes
-    for index, record in enumerate(records):
-        problem = precheck(
-            index,
-            record,
-            id_field=id_field,
-            id_of=record_id,
-            check_size=check_size,
-            max_bytes=settings.max_record_bytes,
-        )
-        if problem:
-            errors.append(problem)
-            continue
-        try:
-            rec = _record_adapter.validate_python(record)
-        except ValidationError as exc:
-            path, message = _field_error(exc.errors()[0])
-            errors.append(RecordError(index, id_field, record_id(record, id_field), path, message))
-            continue
-        result = _normalise(index, rec, now, settings, body_bytes > settings.max_value_bytes, id_field)
-        if isinstance(result, RecordError):
-            errors.append(result)
-        else:
-            updates.append(result)
-    return updates, errors

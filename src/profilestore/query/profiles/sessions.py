@@ -25,10 +25,11 @@ from typing import Any
 
 import psycopg
 from psycopg import AsyncConnection, sql
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 
-from profilestore.errors import DatabaseUnavailable
-from profilestore.query import sql as q
+from profilestore.db.connections import checkout
+from profilestore.query.profiles import sql as q
+from profilestore.settings import Settings
 
 log = logging.getLogger("profilestore.query")
 
@@ -64,14 +65,11 @@ async def create(
     *,
     first_page: sql.Composed,
     page_params: dict[str, Any],
-    retry_after: int,
+    settings: Settings,
 ) -> tuple[int, list[str]]:
     """Counts the matches and renders page 0 (`first_page` with `page_params`: rows of the ids
     `%(first_ids)s`); the session's pages are stored in the background.  Returns (total, page 0's rows)."""
-    try:
-        conn: AsyncConnection[Any] = await pool.getconn()
-    except (PoolTimeout, psycopg.OperationalError) as exc:
-        raise DatabaseUnavailable(retry_after=retry_after) from exc
+    conn = await checkout(pool, settings)
     params = {
         **page_params,
         **matches.params,

@@ -1,4 +1,4 @@
-"""HTTP routes of the read API: thin wrappers over engage.py and export.py.
+"""HTTP routes of the profile read API: thin wrappers over engage.py and export.py.
 
 Errors on the Mixpanel-compatible paths (`/api/2.0/...`, `/api/query/...`) answer `{"error": message}` as
 docs/query.md prescribes (app.py renders them, in one place).
@@ -7,17 +7,16 @@ docs/query.md prescribes (app.py renders them, in one place).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from profilestore.deps import PoolDep, ProjectDep, ReadPoolDep, SettingsDep
-from profilestore.ingest.service import database
-from profilestore.query.engage import cohort_param, engage_query, parse_where, query_profiles
-from profilestore.query.export import ExportQuery, export_lines, gzipped, parse_columns, started
-from profilestore.query.params import read_params
+from profilestore.query.params import read_params, where_param
+from profilestore.query.profiles.engage import cohort_param, engage_query, query_profiles
+from profilestore.query.profiles.export import ExportQuery, export_lines, parse_columns
+from profilestore.query.streaming import accept_gzip, gzipped, stream
 
 router = APIRouter()
 
@@ -65,26 +64,20 @@ async def export(
     cohort, _ = cohort_param({"filter_by_cohort": filter_by_cohort})
     query = ExportQuery(
         format=format,
-        where=parse_where("where", where),
+        where=where_param("where", where),
         columns=parse_columns(columns),
         group_key=data_group_id,
         cohort=cohort,
         all_users=include_all_users,
     )
 
-    async def body() -> AsyncIterator[bytes]:
-        async with database(read_pool, settings) as conn:
-            async for chunk in export_lines(conn, project_id, query, now=now):
-                yield chunk
-
     media_type = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
     filename = f"profiles.{format}"
-    headers = {}
-    chunks = await started(body())
+    chunks = await stream(read_pool, settings, lambda conn: export_lines(conn, project_id, query, now=now))
     if gzip:
         media_type, filename, chunks = "application/gzip", filename + ".gz", gzipped(chunks)
-    elif "gzip" in request.headers.get("accept-encoding", ""):
-        headers["Content-Encoding"] = "gzip"
-        chunks = gzipped(chunks)
+        headers: dict[str, str] = {}
+    else:
+        chunks, headers = accept_gzip(request, chunks)
     headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     return StreamingResponse(chunks, media_type=media_type, headers=headers)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import io
-import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -25,8 +24,8 @@ from profilestore.cohorts import CohortDefinition
 from profilestore.errors import BadRequest
 from profilestore.expressions import Node, SqlParams
 from profilestore.profile_tables import ProfileTable
-from profilestore.query import sql as q
-from profilestore.query.rows import Matching, matching
+from profilestore.query.profiles import sql as q
+from profilestore.query.profiles.rows import Matching, matching
 
 Format = Literal["csv", "jsonl"]
 FETCH_ROWS = 5000
@@ -167,27 +166,3 @@ def _json_line(rows: Matching, columns: list[str] | None, params: dict[str, Any]
     return sql.SQL(
         "jsonb_build_object('$distinct_id', {}, '$properties', coalesce({}, '{{}}'::jsonb))::text"
     ).format(rows.distinct_id, properties)
-
-
-async def gzipped(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """A gzip stream of the chunks, compressed as they come."""
-    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
-    async for chunk in chunks:
-        if out := compressor.compress(chunk):
-            yield out
-    yield compressor.flush()
-
-
-async def started(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """The stream with its first chunk already read: whatever fails before any output (a database that is
-    down, a definition found wrong by Postgres) then fails the request with its own status, not the middle
-    of a 200."""
-    first = await anext(chunks, None)
-
-    async def rest() -> AsyncIterator[bytes]:
-        if first is not None:
-            yield first
-            async for chunk in chunks:
-                yield chunk
-
-    return rest()

@@ -34,8 +34,8 @@ from profilestore.cohorts import cohort_condition
 from profilestore.errors import BadRequest
 from profilestore.expressions import Node, SqlParams, compile_value, compile_where
 from profilestore.expressions.ast import Property
-from profilestore.query import events_sql as ev
-from profilestore.query.engage import parse_where
+from profilestore.query.events import sql as ev
+from profilestore.query.params import where_param
 
 MAX_GROUPS = 100_000
 
@@ -166,7 +166,7 @@ async def query_statement(
 ) -> tuple[sql.Composed, dict[str, Any]]:
     """The one statement of the query and its parameters.  Rows: (1, NULL, count, unique) for the totals
     first, then (0, keys as JSON text, count, unique) per group in key order, at most limit + 1."""
-    where: Node | None = parse_where("where", request.where)
+    where: Node | None = where_param("where", request.where)
     compiled = SqlParams()
     params: dict[str, Any] = {"limit": request.limit + 2}
     conditions = ev.event_conditions(project_id, request.from_date, request.to_date, request.events, params)

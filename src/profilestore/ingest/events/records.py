@@ -1,8 +1,7 @@
-"""Validation of /track and /import events: pydantic for the shape, then
- the rules of docs/ingest.md, section 5.
-
-`validate_events` turns the decoded records of one request into `Event`s (valid, normalised) and
-`RecordError`s (index, field path, rule in plain words).  A bad event never costs the good ones beside it.
+"""The rules of /track and /import events (docs/ingest.md section 5): pydantic for the shape
+(`record_adapter`, `field_error`), then `normalise`: one record of the right shape -> an `Event` (valid,
+normalised: what the SQL statement carries) or a `RecordError` (field path, rule in plain words).  The loop
+over a request's records is the pipeline's (ingest/pipeline.py).
 
 Decisions where the contract (docs/) leaves room:
 * an empty or missing `distinct_id` is stored as '' (no user; never in users_seen);
@@ -21,10 +20,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import Field, StrictFloat, StrictInt, StrictStr, TypeAdapter, ValidationError
+from pydantic import Field, StrictFloat, StrictInt, StrictStr, TypeAdapter
+from pydantic_core import ErrorDetails
 from typing_extensions import TypedDict
 
-from profilestore.ingest.records import id_text, parse_time, precheck
+from profilestore.ingest.pipeline import id_text, parse_time
 from profilestore.ingest.responses import RecordError
 from profilestore.settings import Settings
 
@@ -63,7 +63,7 @@ class EventRecord(TypedDict, total=False):
     properties: dict[str, Any]
 
 
-_record_adapter: TypeAdapter[EventRecord] = TypeAdapter(EventRecord)
+record_adapter: TypeAdapter[EventRecord] = TypeAdapter(EventRecord)
 
 _MESSAGES = {
     "string_type": "must be a string",
@@ -96,7 +96,13 @@ def error_id(record: Any, id_field: str) -> str | None:
     return None if value is None else id_text(value)
 
 
-def _normalise(
+def field_error(error: ErrorDetails) -> tuple[str, str]:
+    """A pydantic error -> (field path, message)."""
+    path = ".".join(str(p) for p in error["loc"] if p != "[key]")
+    return path, _MESSAGES.get(error["type"], str(error["msg"]))
+
+
+def normalise(
     index: int, rec: EventRecord, *, now: float, importing: bool, id_field: str, settings: Settings
 ) -> Event | RecordError:
     props = rec.get("properties", {})
@@ -154,44 +160,6 @@ def _normalise(
     stored = {k: v for k, v in props.items() if k != "token"} if "token" in props else props
     stamp = datetime.fromtimestamp(t, UTC)
     return Event(index, token, rec["event"], distinct, stamp, insert_id, stored)
-
-
-def validate_events(
-    records: list[Any], *, now: float, importing: bool, settings: Settings, body_bytes: int
-) -> tuple[list[Event], list[RecordError]]:
-    """Valid events (in request order) and the errors of the invalid records (the first 2,000 only:
-    the caller reports the rest as over the limit)."""
-    id_field = "$insert_id" if importing else "$distinct_id"
-    events: list[Event] = []
-    errors: list[RecordError] = []
-    check_size = body_bytes > settings.max_record_bytes
-    for index, record in enumerate(records):
-        problem = precheck(
-            index,
-            record,
-            id_field=id_field,
-            id_of=error_id,
-            check_size=check_size,
-            max_bytes=settings.max_record_bytes,
-            noun="event",
-        )
-        if problem:
-            errors.append(problem)
-            continue
-        try:
-            rec = _record_adapter.validate_python(record)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            path = ".".join(str(p) for p in first["loc"] if p != "[key]")
-            message = _MESSAGES.get(first["type"], str(first["msg"]))
-            errors.append(RecordError(index, id_field, error_id(record, id_field), path, message))
-            continue
-        result = _normalise(index, rec, now=now, importing=importing, id_field=id_field, settings=settings)
-        if isinstance(result, RecordError):
-            errors.append(result)
-        else:
-            events.append(result)
-    return events, errors
 
 
 def dedupe(rows: list[tuple[int, Event]]) -> list[tuple[int, Event]]:

@@ -1,24 +1,23 @@
-"""HTTP routes of the event read API: thin wrappers over events_export.py and events_query.py.
+"""HTTP routes of the event read API: thin wrappers over export.py and query.py.
 
 `/api/2.0/export` is Mixpanel's (errors `{"error": message}`, app.py); `/api/events/query` is the service's
 own JSON API (errors `{"error": Name, "detail": ...}`).  Both need the project's API secret (deps.ProjectDep)
-and write nothing, so both read from READ_DATABASE_URL's replica when there is one.
+and write nothing, so both read from READ_DATABASE_URL's replica when there is one.  The export's connection
+is taken inside its stream, so it lives as long as the response does.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from profilestore.deps import ProjectDep, ReadPoolDep, SettingsDep
-from profilestore.ingest.service import database
-from profilestore.query.events_export import events_export_query, export_events
-from profilestore.query.events_query import EventsQueryRequest, EventsQueryResponse, query_events
-from profilestore.query.export import gzipped, started
+from profilestore.deps import ProjectDep, ReadConnDep, ReadPoolDep, SettingsDep
+from profilestore.query.events.export import events_export_query, export_events
+from profilestore.query.events.query import EventsQueryRequest, EventsQueryResponse, query_events
 from profilestore.query.params import read_params
+from profilestore.query.streaming import accept_gzip, stream
 
 router = APIRouter()
 
@@ -33,17 +32,9 @@ async def export(
     query = events_export_query(await read_params(request))
     now = time.time()
 
-    async def body() -> AsyncIterator[bytes]:
-        async with database(pool, settings) as conn:
-            async for chunk in export_events(conn, project_id, query, now=now):
-                yield chunk
-
-    headers = {}
-    stream = await started(body())
-    if "gzip" in request.headers.get("accept-encoding", ""):
-        headers["Content-Encoding"] = "gzip"
-        stream = gzipped(stream)
-    return StreamingResponse(stream, media_type="text/plain; charset=utf-8", headers=headers)
+    chunks = await stream(pool, settings, lambda conn: export_events(conn, project_id, query, now=now))
+    chunks, headers = accept_gzip(request, chunks)
+    return StreamingResponse(chunks, media_type="text/plain; charset=utf-8", headers=headers)
 
 
 for _path in EXPORT_PATHS:
@@ -58,7 +49,6 @@ for _path in EXPORT_PATHS:
 
 @router.post("/api/events/query", summary="Events counted (total and unique users) per group")
 async def events_query(
-    body: EventsQueryRequest, project_id: ProjectDep, settings: SettingsDep, pool: ReadPoolDep
+    body: EventsQueryRequest, project_id: ProjectDep, conn: ReadConnDep
 ) -> EventsQueryResponse:
-    async with database(pool, settings) as conn:
-        return await query_events(conn, project_id, body, now=time.time())
+    return await query_events(conn, project_id, body, now=time.time())

@@ -1,0 +1,58 @@
+"""Pooled connections as the service uses them: one place that turns an unreachable database into
+DatabaseUnavailable (503 with Retry-After: nothing was applied, a retry is safe).
+
+    database(pool, settings)     a connection for the length of a `with` block (routes get it as deps.ConnDep)
+    connector(pool, settings)    the same as a no-argument factory (what the ingestion pipeline and
+                                 TokenCache.resolve take: they open a connection only when they need one)
+    checkout(pool, settings)     a connection that outlives the block that took it (a pagination session's
+                                 build finishes in the background); the caller gives it back to the pool
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from profilestore.errors import DatabaseUnavailable
+from profilestore.settings import Settings
+
+Connector = Callable[[], contextlib.AbstractAsyncContextManager[AsyncConnection[Any]]]
+
+UNAVAILABLE = (PoolTimeout, psycopg.OperationalError)
+
+
+def unavailable(exc: Exception, settings: Settings) -> DatabaseUnavailable:
+    return DatabaseUnavailable(
+        f"database unavailable ({type(exc).__name__}); nothing was applied, retry later",
+        retry_after=settings.retry_after_seconds,
+    )
+
+
+@contextlib.asynccontextmanager
+async def database(pool: AsyncConnectionPool, settings: Settings) -> AsyncIterator[AsyncConnection[Any]]:
+    """A pooled connection; an unreachable database becomes DatabaseUnavailable."""
+    try:
+        async with pool.connection() as conn:
+            yield conn
+    except UNAVAILABLE as exc:
+        raise unavailable(exc, settings) from exc
+
+
+def connector(pool: AsyncConnectionPool, settings: Settings) -> Connector:
+    """`database(pool, settings)` as a no-argument factory."""
+    return functools.partial(database, pool, settings)
+
+
+async def checkout(pool: AsyncConnectionPool, settings: Settings) -> AsyncConnection[Any]:
+    """A connection taken from the pool until `pool.putconn(conn)`."""
+    try:
+        conn: AsyncConnection[Any] = await pool.getconn()
+    except UNAVAILABLE as exc:
+        raise unavailable(exc, settings) from exc
+    return conn

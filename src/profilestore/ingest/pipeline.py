@@ -1,0 +1,250 @@
+"""The one skeleton of every ingestion endpoint, from the request to the answer.
+
+    handle(request, settings, run)        read the body in any SDK form (wire.py), run, answer (responses.py)
+    ingest(kind, records, ...)            limits -> validate -> resolve project tokens -> one batch -> Outcome
+
+A `Kind` is what differs between profile updates (profiles/: /engage, /groups) and events (events/: /track,
+/import): the record's shape and rules, how its project is named, and the statement that applies a batch.
+Everything else is here, once.  A record that breaks a rule costs only itself; if Postgres refuses the batch
+as a whole (a value it cannot store), the kind applies it again one profile or event at a time, each under
+a savepoint, so only the offending records fail.  The database being unreachable raises DatabaseUnavailable
+(503, nothing applied: a retry is safe).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, Generic, Protocol, TypeVar
+
+import orjson
+import psycopg
+from fastapi import Request, Response
+from psycopg import AsyncConnection
+from pydantic import TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails
+
+from profilestore.db.connections import Connector
+from profilestore.errors import ProfilestoreError
+from profilestore.ingest.responses import Outcome, RecordError, ingest_error_response, ingest_response
+from profilestore.ingest.wire import InexactNumber, read_wire_request
+from profilestore.projects import TokenCache
+from profilestore.settings import Settings
+
+
+class Indexed(Protocol):
+    index: int  # the record's index in its request
+
+
+Item = TypeVar(
+    "Item", bound=Indexed
+)  # one valid record, normalised (profiles.records.Update, events.records.Event)
+Batch = TypeVar("Batch")  # what one statement applies
+
+
+class Kind(ABC, Generic[Item, Batch]):
+    """One family of ingestion endpoints, for one request (it holds the settings it validates against)."""
+
+    id_field: str  # the id failures name: "$distinct_id", "$group_id" or "$insert_id"
+    noun: str  # "record" or "event", in messages
+    token_field: str  # where a record names its project: "$token" or "properties.token"
+    adapter: TypeAdapter[Any]  # the record's shape
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @abstractmethod
+    def error_id(self, record: Any) -> str | None:
+        """The raw record's id (as `id_field` names it) as text, for error reports; None without one."""
+
+    @abstractmethod
+    def field_error(self, error: ErrorDetails) -> tuple[str, str]:
+        """A pydantic error of the shape -> (field path, message in plain words)."""
+
+    @abstractmethod
+    def normalise(self, index: int, record: Any, now: float, body_bytes: int) -> Item | RecordError:
+        """A record of the right shape -> the valid item, or the rule it breaks."""
+
+    @abstractmethod
+    def token(self, item: Item) -> str | None:
+        """The project token the item carries."""
+
+    @abstractmethod
+    def item_id(self, item: Item) -> str | None:
+        """The item's id (as `id_field` names it), for error reports."""
+
+    def prepare(self, pairs: list[tuple[int, Item]]) -> list[tuple[int, Item]]:
+        """(project_id, item) pairs -> the pairs to apply (events drop duplicates here)."""
+        return pairs
+
+    @abstractmethod
+    def build(self, pairs: list[tuple[int, Item]]) -> Batch:
+        """The pairs as one statement's parameters."""
+
+    @abstractmethod
+    async def apply(self, conn: AsyncConnection[Any], batch: Batch, now: float) -> None:
+        """The whole batch in one statement (autocommit: one implicit transaction)."""
+
+    @abstractmethod
+    async def apply_one_by_one(
+        self, conn: AsyncConnection[Any], batch: Batch, now: float
+    ) -> list[tuple[int, str | None, str]]:
+        """After Postgres refused the batch: one transaction, a savepoint per profile or event, in the batch's
+        lock order.  Returns (record index, id, Postgres's reason) of every refused record."""
+
+
+def validate(
+    kind: Kind[Item, Batch], records: list[Any], *, now: float, body_bytes: int
+) -> tuple[list[Item], list[RecordError]]:
+    """Valid items (in request order) and the errors of the invalid records."""
+    settings = kind.settings
+    items: list[Item] = []
+    errors: list[RecordError] = []
+    check_size = body_bytes > settings.max_record_bytes
+    for index, record in enumerate(records):
+        problem = precheck(kind, index, record, check_size=check_size)
+        if problem:
+            errors.append(problem)
+            continue
+        try:
+            shaped = kind.adapter.validate_python(record)
+        except ValidationError as exc:
+            path, message = kind.field_error(exc.errors()[0])
+            errors.append(RecordError(index, kind.id_field, kind.error_id(record), path, message))
+            continue
+        result = kind.normalise(index, shaped, now, body_bytes)
+        if isinstance(result, RecordError):
+            errors.append(result)
+        else:
+            items.append(result)
+    return items, errors
+
+
+def precheck(kind: Kind[Any, Any], index: int, record: Any, *, check_size: bool) -> RecordError | None:
+    """What every ingested record is checked for before its shape: a number that would not be stored
+    exactly, not being a JSON object, its size."""
+    if isinstance(record, InexactNumber):
+        message = f"the number {record.number} cannot be stored exactly; send it as a string"
+        return RecordError(index, kind.id_field, kind.error_id(record.record), record.path, message)
+    if not isinstance(record, dict):
+        return RecordError(index, kind.id_field, None, "", "must be a JSON object")
+    max_bytes = kind.settings.max_record_bytes
+    if check_size and len(orjson.dumps(record)) > max_bytes:
+        message = f"the {kind.noun} is over {max_bytes} bytes"
+        return RecordError(index, kind.id_field, kind.error_id(record), "", message)
+    return None
+
+
+async def ingest(
+    kind: Kind[Item, Batch],
+    records: list[Any],
+    *,
+    body_bytes: int,
+    now: float,
+    tokens: TokenCache,
+    connect: Connector,
+    project_id: int | None = None,
+) -> Outcome:
+    """Applies a request's valid records in one statement.  `project_id`: the project the request's
+    credentials name (/import); else each record's token names its project."""
+    limit = kind.settings.max_records
+    items, errors = validate(kind, records[:limit], now=now, body_bytes=body_bytes)
+    message = f"a request holds at most {limit} {kind.noun}s"
+    errors.extend(
+        RecordError(i, kind.id_field, kind.error_id(r), "", message)
+        for i, r in enumerate(records[limit:], limit)
+    )
+    pairs: list[tuple[int, Item]] = []
+    if project_id is not None:
+        pairs = [(project_id, item) for item in items]
+    elif items:
+        project_ids = await tokens.resolve(
+            connect, {t for item in items if (t := kind.token(item)) is not None}
+        )
+        for item in items:
+            token = kind.token(item)
+            pid = project_ids.get(token) if token is not None else None
+            if pid is None:
+                field = kind.token_field
+                errors.append(
+                    RecordError(item.index, kind.id_field, kind.item_id(item), field, "unknown project token")
+                )
+            else:
+                pairs.append((pid, item))
+    pairs = kind.prepare(pairs)
+    if pairs:
+        batch = kind.build(pairs)
+        async with connect() as conn:
+            try:
+                await kind.apply(conn, batch, now)
+            except psycopg.errors.DataError:
+                for index, id_value, reason in await kind.apply_one_by_one(conn, batch, now):
+                    message = f"refused by the database: {reason}"
+                    errors.append(RecordError(index, kind.id_field, id_value, "", message))
+    errors.sort(key=lambda e: e.index)
+    return Outcome(total=len(records), failures=errors)
+
+
+Run = Callable[[list[Any], int, float, "int | None"], Awaitable[Outcome]]
+Authenticate = Callable[[Request, dict[str, str]], Awaitable[int]]
+
+
+async def handle(
+    request: Request,
+    settings: Settings,
+    run: Run,
+    *,
+    authenticate: Authenticate | None = None,
+    strict_unless_verbose: bool = False,
+) -> Response:
+    """One ingestion request: decode the body in any SDK form (wire.py); `authenticate` it when the endpoint
+    takes credentials (/import: the project they name); `run(records, body_bytes, now, project_id)`; answer
+    in Mixpanel's shapes, strict unless the request asks for `verbose` when `strict_unless_verbose`.  An
+    unreadable body is answered without running anything."""
+    now = time.time()
+    params: dict[str, str] = dict(request.query_params)
+    try:
+        wire = await read_wire_request(request, max_body_bytes=settings.max_body_bytes)
+        params = wire.params
+        project_id = await authenticate(request, params) if authenticate is not None else None
+        if wire.records is None:
+            outcome = Outcome(total=0, failures=[], body_error=wire.error)
+        else:
+            outcome = await run(wire.records, wire.size, now, project_id)
+    except ProfilestoreError as exc:
+        return ingest_error_response(params, exc)
+    strict_default = strict_unless_verbose and "verbose" not in params
+    return ingest_response(params, outcome, strict_default=strict_default)
+
+
+def id_text(raw: Any) -> str:
+    """An id as text: strings as they are, a whole float as an integer, anything else as its JSON."""
+    if isinstance(raw, float) and raw.is_integer():
+        return str(int(raw))
+    return raw if isinstance(raw, str) else orjson.dumps(raw, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def parse_time(value: int | float | str | None, now: float, future_clamp: float) -> float:
+    """$time -> epoch seconds: seconds or milliseconds (below 1e11 is seconds) or ISO 8601; clamped."""
+    if value is None:
+        return now
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return parse_time(float(text), now, future_clamp)  # epoch seconds or ms sent as text
+        except ValueError:
+            pass
+        stamp = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=UTC)
+        t = stamp.timestamp()
+    else:
+        t = float(value)
+        if not math.isfinite(t):
+            raise ValueError("not finite")
+        if abs(t) >= 1e11:
+            t /= 1000.0
+    return now if t > now + future_clamp else t
