@@ -1,7 +1,7 @@
 """The one skeleton of every ingestion endpoint, from the request to the answer.
 
-    handle(request, settings, run)        read the body in any SDK form (wire.py), run, answer (responses.py)
-    ingest(kind, records, ...)            limits -> validate -> resolve project tokens -> one batch -> Outcome
+    handle(request, kind, ...)      read the body in any SDK form (wire.py), ingest, answer (responses.py)
+    ingest(kind, records, ...)      limits -> validate -> resolve project tokens -> one batch -> Outcome
 
 A `Kind` is what differs between profile updates (profiles/: /engage, /groups) and events (events/: /track,
 /import): the record's shape and rules, how its project is named, and the statement that applies a batch.
@@ -188,32 +188,40 @@ async def ingest(
     return Outcome(total=len(records), failures=errors)
 
 
-Run = Callable[[list[Any], int, float, "int | None"], Awaitable[Outcome]]
 Authenticate = Callable[[Request, dict[str, str]], Awaitable[int]]
 
 
 async def handle(
     request: Request,
-    settings: Settings,
-    run: Run,
+    kind: Kind[Any, Any],
     *,
+    tokens: TokenCache,
+    connect: Connector,
     authenticate: Authenticate | None = None,
     strict_unless_verbose: bool = False,
 ) -> Response:
     """One ingestion request: decode the body in any SDK form (wire.py); `authenticate` it when the endpoint
-    takes credentials (/import: the project they name); `run(records, body_bytes, now, project_id)`; answer
-    in Mixpanel's shapes, strict unless the request asks for `verbose` when `strict_unless_verbose`.  An
-    unreadable body is answered without running anything."""
+    takes credentials (/import: the project they name); `ingest` its records; answer in Mixpanel's shapes,
+    strict unless the request asks for `verbose` when `strict_unless_verbose`.  An unreadable body is answered
+    without applying anything."""
     now = time.time()
     params: dict[str, str] = dict(request.query_params)
     try:
-        wire = await read_wire_request(request, max_body_bytes=settings.max_body_bytes)
+        wire = await read_wire_request(request, max_body_bytes=kind.settings.max_body_bytes)
         params = wire.params
         project_id = await authenticate(request, params) if authenticate is not None else None
         if wire.records is None:
             outcome = Outcome(total=0, failures=[], body_error=wire.error)
         else:
-            outcome = await run(wire.records, wire.size, now, project_id)
+            outcome = await ingest(
+                kind,
+                wire.records,
+                body_bytes=wire.size,
+                now=now,
+                tokens=tokens,
+                connect=connect,
+                project_id=project_id,
+            )
     except ProfilestoreError as exc:
         return ingest_error_response(params, exc)
     strict_default = strict_unless_verbose and "verbose" not in params

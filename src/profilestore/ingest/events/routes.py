@@ -1,5 +1,5 @@
-"""HTTP routes of event ingestion, `/track` and `/import` (docs/ingest.md sections 1, 2 and 5): thin
-wrappers over service.py through the ingestion pipeline's request handling, and /import's credentials.
+"""HTTP routes of event ingestion, `/track` and `/import` (docs/ingest.md sections 1, 2 and 5): the
+ingestion pipeline (ingest/pipeline.py) with the rules of events (service.py), and /import's credentials.
 
 /import credentials, any of:
 * HTTP Basic with the project's API secret as user name and an empty password (the Python SDK's
@@ -14,17 +14,15 @@ sends `verbose=1` and requires `{"status": 1}` back.
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request, Response
 
 from profilestore import auth, projects
 from profilestore.db.connections import Connector, connector
 from profilestore.deps import PoolDep, SettingsDep, TokensDep
 from profilestore.errors import Unauthorized
-from profilestore.ingest.events.service import ingest_events
+from profilestore.ingest.events.service import Events
 from profilestore.ingest.pipeline import handle
-from profilestore.ingest.responses import Outcome, options_response
+from profilestore.ingest.responses import options_response
 from profilestore.projects import TokenCache
 
 router = APIRouter()
@@ -38,20 +36,8 @@ _NO_CREDENTIALS = (
 @router.api_route("/track", methods=["GET", "POST"], include_in_schema=False)
 @router.api_route("/track/", methods=["GET", "POST"], summary="Mixpanel /track: events")
 async def track(request: Request, settings: SettingsDep, pool: PoolDep, tokens: TokensDep) -> Response:
-    connect = connector(pool, settings)
-
-    async def run(records: list[Any], size: int, now: float, project_id: int | None) -> Outcome:
-        return await ingest_events(
-            records,
-            body_bytes=size,
-            now=now,
-            project_id=None,
-            tokens=tokens,
-            connect=connect,
-            settings=settings,
-        )
-
-    return await handle(request, settings, run)
+    events = Events(settings, importing=False)
+    return await handle(request, events, tokens=tokens, connect=connector(pool, settings))
 
 
 @router.api_route("/import", methods=["GET", "POST"], include_in_schema=False)
@@ -62,18 +48,10 @@ async def import_(request: Request, settings: SettingsDep, pool: PoolDep, tokens
     async def authenticate(request: Request, params: dict[str, str]) -> int:
         return await _import_project(request, params, connect, tokens)
 
-    async def run(records: list[Any], size: int, now: float, project_id: int | None) -> Outcome:
-        return await ingest_events(
-            records,
-            body_bytes=size,
-            now=now,
-            project_id=project_id,
-            tokens=tokens,
-            connect=connect,
-            settings=settings,
-        )
-
-    return await handle(request, settings, run, authenticate=authenticate, strict_unless_verbose=True)
+    events = Events(settings, importing=True)
+    return await handle(
+        request, events, tokens=tokens, connect=connect, authenticate=authenticate, strict_unless_verbose=True
+    )
 
 
 @router.options("/track", include_in_schema=False)

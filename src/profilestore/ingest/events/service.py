@@ -1,4 +1,4 @@
-"""/track and /import as plain functions: decoded events in, an `Outcome` out (routes.py renders it).
+"""Events (/track, /import) for the ingestion pipeline (ingest/pipeline.py), which runs them.
 
 `Events` is the ingestion pipeline's `Kind` for events: the rules of records.py, duplicates within the
 request dropped (records.dedupe), and the one statement of sql.py.  /track's events name their project by
@@ -12,13 +12,11 @@ from typing import Any
 from psycopg import AsyncConnection
 from pydantic_core import ErrorDetails
 
-from profilestore.db.connections import Connector
 from profilestore.ingest import pipeline
 from profilestore.ingest.events import records
 from profilestore.ingest.events.records import Event
 from profilestore.ingest.events.sql import EventBatch, build_event_batch, insert_events, insert_one_by_one
-from profilestore.ingest.responses import Outcome, RecordError
-from profilestore.projects import TokenCache
+from profilestore.ingest.responses import RecordError
 from profilestore.settings import Settings
 
 
@@ -67,20 +65,3 @@ class Events(pipeline.Kind[Event, EventBatch]):
             (index, by_index[index]["i"] if self.importing else by_index[index]["d"], reason)
             for index, reason in refused.items()
         ]
-
-
-async def ingest_events(
-    records: list[Any],
-    *,
-    body_bytes: int,
-    now: float,
-    project_id: int | None,
-    tokens: TokenCache,
-    connect: Connector,
-    settings: Settings,
-) -> Outcome:
-    """/track (project_id None: each event's properties.token) or /import (the authenticated project)."""
-    events = Events(settings, importing=project_id is not None)
-    return await pipeline.ingest(
-        events, records, body_bytes=body_bytes, now=now, tokens=tokens, connect=connect, project_id=project_id
-    )

@@ -1,4 +1,4 @@
-"""/engage and /groups as plain functions: decoded records in, an `Outcome` out (routes.py renders it).
+"""Profile updates (/engage, /groups) for the ingestion pipeline (ingest/pipeline.py), which runs them.
 
 `ProfileUpdates` is the ingestion pipeline's `Kind` for profile updates: the rules of records.py and the
 one statement of sql.py.  Group profiles are the same rules under another key (`$group_id` with
@@ -12,14 +12,12 @@ from typing import Any
 from psycopg import AsyncConnection
 from pydantic_core import ErrorDetails
 
-from profilestore.db.connections import Connector
 from profilestore.ingest import pipeline
 from profilestore.ingest.pipeline import id_text
 from profilestore.ingest.profiles import records
 from profilestore.ingest.profiles.records import Update
 from profilestore.ingest.profiles.sql import Batch, apply_batch, apply_one_by_one, build_batch
-from profilestore.ingest.responses import Outcome, RecordError
-from profilestore.projects import TokenCache
+from profilestore.ingest.responses import RecordError
 from profilestore.settings import Settings
 
 
@@ -67,20 +65,3 @@ class ProfileUpdates(pipeline.Kind[Update, Batch]):
             for key, reason in refused.items()
             for index in batch.indexes[key]
         ]
-
-
-async def ingest_profiles(
-    records: list[Any],
-    *,
-    body_bytes: int,
-    now: float,
-    tokens: TokenCache,
-    connect: Connector,
-    settings: Settings,
-    kind: str = "profile",
-) -> Outcome:
-    """/engage (kind "profile") and /groups (kind "group")."""
-    updates = ProfileUpdates(settings, kind=kind)
-    return await pipeline.ingest(
-        updates, records, body_bytes=body_bytes, now=now, tokens=tokens, connect=connect
-    )
