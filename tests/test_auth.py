@@ -8,7 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from profilestore.auth import basic_credentials, hash_secret, secret_matches
+from profilestore.auth import basic_credentials, hash_secret, parse_credentials, secret_matches
+from profilestore.errors import BadRequest
 from support import new_project
 
 
@@ -58,3 +59,31 @@ def test_read_api_auth_forms(client: httpx.Client, project: dict[str, Any], data
     assert forbidden.status_code == 403
     bad_id = client.get(url, params={"project_id": "x"}, headers=basic(f"{secret}:"))
     assert bad_id.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("header", "project_id", "api_key", "expected"),
+    [
+        (None, None, "", None),
+        ("Basic c2VjcmV0Og==", None, "", ("secret", "", None, "secret")),  # secret:
+        ("Basic c2VjcmV0Og==", " 7 ", "", ("secret", "", 7, "secret")),
+        ("Basic sa:pw", "7", "", ("sa", "pw", 7, "pw")),  # a service account's password is the secret
+        ("Basic sa:pw", None, "", ("sa", "pw", None, "sa")),
+        (None, None, "key", ("key", "", None, "key")),  # /import's legacy api_key
+        ("Basic tok:", None, "key", ("tok", "", None, "tok")),  # the header wins
+    ],
+)
+def test_parse_credentials(
+    header: str | None,
+    project_id: str | None,
+    api_key: str,
+    expected: tuple[str, str, int | None, str] | None,
+) -> None:
+    found = parse_credentials(header, project_id, api_key=api_key)
+    got = None if found is None else (found.user, found.password, found.project_id, found.secret)
+    assert got == expected
+
+
+def test_parse_credentials_refuses_a_project_id_that_is_not_an_integer() -> None:
+    with pytest.raises(BadRequest, match=r"^project_id must be an integer$"):
+        parse_credentials("Basic s:", "seven")

@@ -120,6 +120,29 @@ def test_bad_parameters_are_400_naming_the_parameter(
     assert set(body) == {"error"} and names in body["error"]
 
 
+FUNCTIONS = (
+    "defined, boolean, number, string, datetime, now, floor, ceil, round, length, lower, upper, has_prefix"
+)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"where": 'properties["a" =='}, 'where: syntax error at column 16: expected "]"'),
+        ({"where": "(" * 70 + "1" + ")" * 70}, "where: nested deeper than 64 levels"),
+        (
+            {"sort_key": "foo(1)"},
+            f"sort_key: at column 1: unknown function 'foo'; expected one of {FUNCTIONS}, has_suffix",
+        ),
+    ],
+)
+def test_expression_errors_name_the_parameter_once(
+    client: httpx.Client, project: dict[str, Any], params: dict[str, str], message: str
+) -> None:
+    response = engage(client, project["api_secret"], **params)
+    assert (response.status_code, response.json()) == (400, {"error": message})
+
+
 def test_auth(client: httpx.Client, loaded: dict[str, Any], database_url: str) -> None:
     secret, pid = loaded["api_secret"], loaded["id"]
     url = "/api/2.0/engage"
