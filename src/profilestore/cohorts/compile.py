@@ -33,17 +33,17 @@ from typing import Any
 from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 
+from profilestore.cohorts.paths import join_path
 from profilestore.cohorts.schemas import (
     CohortDefinition,
     CohortFilter,
     EventFilter,
     PropertyFilter,
     Window,
-    join_path,
     parse_definition,
 )
 from profilestore.errors import BadRequest, NotFound
-from profilestore.expressions import Scope, Source, SqlParams, compile_where, parse
+from profilestore.expressions import Scope, Source, SqlParams, compile_where
 from profilestore.profile_tables import USER_PROFILES
 
 __all__ = ["MAX_DEPTH", "Universe", "cohort_condition", "resolve_spec", "universe", "window_bounds"]
@@ -197,6 +197,7 @@ class _Compiler:
     profile: bool
     _pid: sql.Composable | None = None
     _loaded: dict[int, SavedCohort | None] = field(default_factory=dict)
+    _definitions: dict[int, CohortDefinition] = field(default_factory=dict)  # saved ones, parsed once
 
     @property
     def pid(self) -> sql.Composable:
@@ -220,25 +221,23 @@ class _Compiler:
         if isinstance(item, CohortDefinition):
             return await self.group(item, path, stack)
         if isinstance(item, PropertyFilter):
-            body = self.property(item, path)
+            body = self.property(item)
         elif isinstance(item, EventFilter):
-            body = self.event(item, path)
+            body = self.event(item)
         else:
             assert isinstance(item, CohortFilter)
             body = await self.reference(item, path, stack)
         return sql.SQL("(NOT {})").format(body) if item.negate else body
 
-    def property(self, item: PropertyFilter, path: str) -> sql.Composable:
-        where = compile_where(
-            parse(item.where, name=join_path(path, "where")), USER_PROFILES.scope(), self.params, now=self.now
-        )
+    def property(self, item: PropertyFilter) -> sql.Composable:
+        where = compile_where(item.node, USER_PROFILES.scope(), self.params, now=self.now)
         if self.profile:
             return sql.SQL("(p.properties IS NOT NULL AND {})").format(where)
         return sql.SQL(
             "({d} IN (SELECT p.distinct_id FROM profiles AS p WHERE p.project_id = {pid} AND {where}))"
         ).format(d=self.distinct_id, pid=self.pid, where=where)
 
-    def event(self, item: EventFilter, path: str) -> sql.Composable:
+    def event(self, item: EventFilter) -> sql.Composable:
         conditions: list[sql.Composable] = [
             sql.SQL("e.project_id = {}").format(self.pid),
             sql.SQL("e.event = {}").format(self.params.add(item.event)),
@@ -249,9 +248,8 @@ class _Compiler:
         if end is not None:
             op = "<=" if end_inclusive else "<"
             conditions.append(sql.SQL("e.time " + op + " {}::timestamptz").format(self.params.add(end)))
-        if item.where is not None:
-            node = parse(item.where, name=join_path(path, "where"))
-            conditions.append(compile_where(node, _EVENT_SCOPE, self.params, now=self.now))
+        if item.node is not None:
+            conditions.append(compile_where(item.node, _EVENT_SCOPE, self.params, now=self.now))
         where = sql.SQL(" AND ").join(conditions)
         op, n = item.count.op, item.count.value
         # count >= at_least, as membership; counts that may be zero are the complement of count >= n + 1.
@@ -291,4 +289,6 @@ class _Compiler:
                 "({} IN (SELECT m.distinct_id FROM cohort_members AS m WHERE m.cohort_id = {}))"
             ).format(self.distinct_id, self.params.add(saved.id))
         where = join_path(path, f"(cohort {saved.id})") if path else ""
-        return await self.group(parse_definition(saved.definition, path=where), where, stack)
+        if saved.id not in self._definitions:
+            self._definitions[saved.id] = parse_definition(saved.definition, path=where)
+        return await self.group(self._definitions[saved.id], where, stack)

@@ -14,6 +14,10 @@ Two shapes are accepted.
   "selector": S}]}` (one event selector per behavior).
 Counts compare with integers: `> n` becomes `>= n+1`, `< n` `<= n-1`, `!=` a negated `==`, and a bare
 `behaviors["KEY"]` is `>= 1`.  Errors name the path in the legacy definition.
+
+The expressions built here (from trees of leaves, and the parts of a selector text without counts) are
+rendered as text for the definition's JSON, which is what is stored and what schemas.py parses, once, like
+any `where`.  Their strings are checked here as they go in, so an error names the field that was sent.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ import json
 import re
 from typing import Any
 
-from profilestore.cohorts.schemas import join_path
+from profilestore.cohorts.paths import join_path
 from profilestore.errors import BadRequest
-from profilestore.expressions import parse
+from profilestore.expressions import ExpressionError, parse
 from profilestore.expressions.ast import And, Call, Compare, Literal, LiteralValue, Node, Not, Or, Property
+from profilestore.expressions.parser import storable
 from profilestore.expressions.printer import render
 
 # `behaviors["KEY"]` in an expression text becomes `user[SENTINEL + KEY]` so the grammar can parse it.
@@ -212,7 +217,7 @@ def _tree_expression(node: Any, kind: str, path: str) -> Node:
         return (And if op == "and" else Or)(parts) if parts else Literal(op == "and")
     if node.get("property") not in (kind, "properties") or not isinstance(node.get("value"), str):
         raise BadRequest(f'{path}: expected {{"property": "{kind}", "value": NAME, "operator": ...}}')
-    prop = Property("properties", node["value"])
+    prop = Property("properties", _storable(node["value"], f"{path}.value"))
     op, operand = node.get("operator"), node.get("operand")
     match op:
         case "defined" | "is_set" | "set":
@@ -232,9 +237,18 @@ def _tree_expression(node: Any, kind: str, path: str) -> Node:
 def _literal(value: Any, path: str) -> LiteralValue:
     if isinstance(value, list):
         return tuple(_literal(v, path) for v in value)
-    if value is None or isinstance(value, bool | int | float | str):
+    if isinstance(value, str):
+        return _storable(value, f"{path}.operand")
+    if value is None or isinstance(value, bool | int | float):
         return value
     raise BadRequest(f"{path}.operand: must be a JSON scalar or an array")
+
+
+def _storable(text: str, path: str) -> str:
+    try:
+        return storable(text)
+    except ValueError as err:
+        raise ExpressionError(f"{path}: {err}") from None
 
 
 def _from_node(node: Node, behaviors: dict[str, dict[str, Any]], path: str) -> dict[str, Any]:

@@ -11,6 +11,10 @@ each with an optional `negate`.  `count` defaults to `>= 1` (did the event), `wi
 `parse_definition` validates any JSON value into a `CohortDefinition` (Mixpanel's legacy `selector` +
 `behaviors` form is translated first, legacy.py); every error is a 400 that names the path in the
 definition, e.g. `filters[1].count.op: must be one of >=, <=, ==`, expression syntax errors included.
+
+Validation parses each `where` once and the filter keeps the tree (`PropertyFilter.node`,
+`EventFilter.node`), which is what compile.py compiles; a text used by several filters is parsed once per
+definition.  A definition's JSON (`model_dump`) has the texts only.
 """
 
 from __future__ import annotations
@@ -25,14 +29,18 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PrivateAttr,
     Tag,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
-from pydantic_core import ErrorDetails
+from pydantic_core import ErrorDetails, PydanticCustomError
 
+from profilestore.cohorts.legacy import from_legacy
+from profilestore.cohorts.paths import join_path
 from profilestore.errors import BadRequest
-from profilestore.expressions import parse
+from profilestore.expressions import ExpressionError, Node, parse
 
 MAX_FILTERS = 200
 MAX_WINDOW_DAYS = 36_600
@@ -81,12 +89,51 @@ class Window(_Strict):
         return self
 
 
+class Expressions:
+    """The trees of the `where`s of one definition being validated, by text (the validation context's
+    `"expressions"`): each text is parsed once."""
+
+    def __init__(self) -> None:
+        self._trees: dict[str, Node] = {}
+
+    def tree(self, text: str) -> Node:
+        """ExpressionError with messages named `where` (parse_definition puts the path instead)."""
+        tree = self._trees.get(text)
+        if tree is None:
+            tree = parse(text, name="where")
+            self._trees[text] = tree
+        return tree
+
+
+def _tree(text: str, info: ValidationInfo) -> Node:
+    context = info.context
+    expressions = context.get("expressions") if isinstance(context, dict) else None
+    if not isinstance(expressions, Expressions):
+        expressions = Expressions()
+    try:
+        return expressions.tree(text)
+    except ExpressionError as err:
+        detail = err.message.removeprefix("where: ")
+        raise PydanticCustomError("expression", "{detail}", {"detail": detail}) from None
+
+
 class PropertyFilter(_Strict):
     """Profiles whose properties satisfy an expression (a distinct_id without a profile never does)."""
 
     type: Literal["property"]
     where: str
     negate: bool = False
+    _node: Node = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _parse(self, info: ValidationInfo) -> PropertyFilter:
+        self._node = _tree(self.where, info)
+        return self
+
+    @property
+    def node(self) -> Node:
+        """`where`, parsed."""
+        return self._node
 
 
 class EventFilter(_Strict):
@@ -98,6 +145,17 @@ class EventFilter(_Strict):
     count: Count = Count(op=">=", value=1)
     window: Window | None = None
     negate: bool = False
+    _node: Node | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _parse(self, info: ValidationInfo) -> EventFilter:
+        self._node = None if self.where is None else _tree(self.where, info)
+        return self
+
+    @property
+    def node(self) -> Node | None:
+        """`where`, parsed (None without one)."""
+        return self._node
 
 
 class CohortFilter(_Strict):
@@ -189,47 +247,27 @@ def _message(error: ErrorDetails) -> str:
     return message[:1].lower() + message[1:]
 
 
-def join_path(prefix: str, path: str) -> str:
-    if not prefix:
-        return path
-    if not path:
-        return prefix
-    return prefix + path if path.startswith("[") else f"{prefix}.{path}"
-
-
 def parse_definition(value: Any, *, path: str = "") -> CohortDefinition:
-    """A validated definition (legacy form translated); BadRequest naming the path on any error."""
+    """A validated definition (legacy form translated); BadRequest naming the path on any error: the
+    structural ones (up to three) if any, else ExpressionError for the first `where` that does not parse."""
     if isinstance(value, CohortDefinition):
-        definition = value
-    else:
-        if not isinstance(value, dict):
-            raise BadRequest(f"{path or 'definition'}: must be a JSON object")
-        if "selector" in value or "behaviors" in value:
-            from profilestore.cohorts.legacy import from_legacy
-
-            value = from_legacy(value, path=path)
-        try:
-            definition = CohortDefinition.model_validate(value)
-        except ValidationError as exc:
-            errors = exc.errors(include_url=False)
-            shown = [
-                f"{join_path(path, error_path(e['loc'])) or 'definition'}: {_message(e)}" for e in errors
-            ]
-            more = f" (and {len(shown) - 3} more)" if len(shown) > 3 else ""
-            raise BadRequest("; ".join(shown[:3]) + more) from None
-    for where, where_path in expressions(definition, path):
-        parse(where, name=where_path)
-    return definition
-
-
-def expressions(group: CohortDefinition, path: str = "") -> Iterator[tuple[str, str]]:
-    """Every `where` of the definition, with its path."""
-    for i, item in enumerate(group.filters):
-        item_path = join_path(path, f"filters[{i}]")
-        if isinstance(item, CohortDefinition):
-            yield from expressions(item, item_path)
-        elif isinstance(item, PropertyFilter | EventFilter) and item.where is not None:
-            yield item.where, join_path(item_path, "where")
+        return value
+    if not isinstance(value, dict):
+        raise BadRequest(f"{path or 'definition'}: must be a JSON object")
+    if "selector" in value or "behaviors" in value:
+        value = from_legacy(value, path=path)
+    try:
+        return CohortDefinition.model_validate(value, context={"expressions": Expressions()})
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+    structural = [e for e in errors if e["type"] != "expression"]
+    if not structural:
+        first = errors[0]
+        where = join_path(join_path(path, error_path(first["loc"])), "where")
+        raise ExpressionError(f"{where}: {(first.get('ctx') or {})['detail']}")
+    shown = [f"{join_path(path, error_path(e['loc'])) or 'definition'}: {_message(e)}" for e in structural]
+    more = f" (and {len(shown) - 3} more)" if len(shown) > 3 else ""
+    raise BadRequest("; ".join(shown[:3]) + more)
 
 
 def references(group: CohortDefinition, path: str = "") -> Iterator[tuple[int, str]]:

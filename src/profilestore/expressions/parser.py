@@ -162,15 +162,22 @@ def _string(token: Token) -> str:
                 f"unknown escape \\{esc}; expected one of \\\" \\' \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX",
                 i + 1,
             )
-    text = "".join(out)
+    try:
+        return storable("".join(out))
+    except ValueError as err:
+        raise _Error(token, str(err)) from None
+
+
+def storable(text: str) -> str:
+    """`text` as a string of the language: surrogate pairs joined; ValueError for a lone surrogate or a NUL
+    (neither can be stored by Postgres).  `parse` applies it to every string and name it reads; code that
+    builds trees rather than parsing them applies it to the strings it puts in."""
     try:
         text = text.encode("utf-16", "surrogatepass").decode("utf-16")  # joins escaped surrogate pairs
     except UnicodeDecodeError:
-        raise _Error(token, "a lone surrogate (\\ud800-\\udfff) cannot be stored; expected a pair") from None
+        raise ValueError("a lone surrogate (\\ud800-\\udfff) cannot be stored; expected a pair") from None
     if "\x00" in text:
-        raise _Error(
-            token, "a NUL character (\\u0000) cannot be stored in Postgres, so no property holds one"
-        )
+        raise ValueError("a NUL character (\\u0000) cannot be stored in Postgres, so no property holds one")
     return text
 
 
