@@ -1,7 +1,7 @@
 """Each `where` of a definition is parsed once: validation keeps the tree (`PropertyFilter.node`,
 `EventFilter.node`), compiling uses it, and each `where` legacy.py renders from the trees it builds is
-parsed once like any other.  The SQL, the stored JSON and the error messages are what they were when every step
-parsed the text again (the SQL is compared with that of the stored JSON, whose texts are all parsed)."""
+parsed once like any other.  The SQL, the stored JSON and the error messages are what they were when every
+step parsed the text again (the SQL is compared with that of the stored JSON, whose texts are all parsed)."""
 
 from __future__ import annotations
 
