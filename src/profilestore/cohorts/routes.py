@@ -21,6 +21,7 @@ from profilestore.cohorts.schemas import (
     MixpanelCohort,
 )
 from profilestore.deps import ConnDep, ProjectDep
+from profilestore.routing import add_routes
 
 router = APIRouter(tags=["cohorts"])
 
@@ -42,13 +43,17 @@ async def read(cohort_id: int, project_id: ProjectDep, conn: ConnDep) -> CohortO
     return await service.get_cohort(conn, project_id, cohort_id)
 
 
-@router.api_route(
-    "/api/cohorts/{cohort_id}",
+async def update(cohort_id: int, body: CohortUpdate, project_id: ProjectDep, conn: ConnDep) -> CohortOut:
+    return await service.update_cohort(conn, project_id, cohort_id, body)
+
+
+add_routes(
+    router,
+    ["/api/cohorts/{cohort_id}"],
+    update,
     methods=["PUT", "PATCH"],
     summary="Change a cohort's name, description, definition or (static) members",
 )
-async def update(cohort_id: int, body: CohortUpdate, project_id: ProjectDep, conn: ConnDep) -> CohortOut:
-    return await service.update_cohort(conn, project_id, cohort_id, body)
 
 
 @router.delete("/api/cohorts/{cohort_id}", status_code=204, summary="Delete a cohort (409 while referenced)")
@@ -102,11 +107,4 @@ async def mixpanel_list(project_id: ProjectDep, conn: ConnDep) -> list[MixpanelC
     return await service.mixpanel_list(conn, project_id, now=time.time())
 
 
-for _path in LIST_PATHS:
-    router.add_api_route(
-        _path,
-        mixpanel_list,
-        methods=["GET", "POST"],
-        summary="Mixpanel's cohort list (/api/2.0/cohorts/list)",
-        include_in_schema=_path == LIST_PATHS[0],
-    )
+add_routes(router, LIST_PATHS, mixpanel_list, summary="Mixpanel's cohort list (/api/2.0/cohorts/list)")

@@ -24,6 +24,7 @@ from profilestore.ingest.events.service import Events
 from profilestore.ingest.pipeline import handle
 from profilestore.ingest.responses import options_response
 from profilestore.projects import TokenCache
+from profilestore.routing import add_routes
 
 router = APIRouter()
 
@@ -33,15 +34,11 @@ _NO_CREDENTIALS = (
 )
 
 
-@router.api_route("/track", methods=["GET", "POST"], include_in_schema=False)
-@router.api_route("/track/", methods=["GET", "POST"], summary="Mixpanel /track: events")
 async def track(request: Request, settings: SettingsDep, pool: PoolDep, tokens: TokensDep) -> Response:
     events = Events(settings, importing=False)
     return await handle(request, events, tokens=tokens, connect=connector(pool, settings))
 
 
-@router.api_route("/import", methods=["GET", "POST"], include_in_schema=False)
-@router.api_route("/import/", methods=["GET", "POST"], summary="Mixpanel /import: events, authenticated")
 async def import_(request: Request, settings: SettingsDep, pool: PoolDep, tokens: TokensDep) -> Response:
     connect = connector(pool, settings)
 
@@ -52,6 +49,10 @@ async def import_(request: Request, settings: SettingsDep, pool: PoolDep, tokens
     return await handle(
         request, events, tokens=tokens, connect=connect, authenticate=authenticate, strict_unless_verbose=True
     )
+
+
+add_routes(router, ["/track/", "/track"], track, summary="Mixpanel /track: events")
+add_routes(router, ["/import/", "/import"], import_, summary="Mixpanel /import: events, authenticated")
 
 
 @router.options("/track", include_in_schema=False)

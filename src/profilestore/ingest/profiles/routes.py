@@ -10,21 +10,22 @@ from profilestore.deps import PoolDep, SettingsDep, TokensDep
 from profilestore.ingest.pipeline import handle
 from profilestore.ingest.profiles.service import ProfileUpdates
 from profilestore.ingest.responses import options_response
+from profilestore.routing import add_routes
 
 router = APIRouter()
 
 
-@router.api_route("/engage", methods=["GET", "POST"], include_in_schema=False)
-@router.api_route("/engage/", methods=["GET", "POST"], summary="Mixpanel /engage: profile updates")
 async def engage(request: Request, settings: SettingsDep, pool: PoolDep, tokens: TokensDep) -> Response:
     return await handle(request, ProfileUpdates(settings), tokens=tokens, connect=connector(pool, settings))
 
 
-@router.api_route("/groups", methods=["GET", "POST"], include_in_schema=False)
-@router.api_route("/groups/", methods=["GET", "POST"], summary="Mixpanel /groups: group profile updates")
 async def groups(request: Request, settings: SettingsDep, pool: PoolDep, tokens: TokensDep) -> Response:
     updates = ProfileUpdates(settings, kind="group")
     return await handle(request, updates, tokens=tokens, connect=connector(pool, settings))
+
+
+add_routes(router, ["/engage/", "/engage"], engage, summary="Mixpanel /engage: profile updates")
+add_routes(router, ["/groups/", "/groups"], groups, summary="Mixpanel /groups: group profile updates")
 
 
 @router.options("/engage", include_in_schema=False)

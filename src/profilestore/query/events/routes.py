@@ -18,6 +18,7 @@ from profilestore.query.events.export import events_export_query, export_events
 from profilestore.query.events.query import EventsQueryRequest, EventsQueryResponse, query_events
 from profilestore.query.params import read_params
 from profilestore.query.streaming import accept_gzip, stream
+from profilestore.routing import add_routes
 
 router = APIRouter()
 
@@ -37,14 +38,7 @@ async def export(
     return StreamingResponse(chunks, media_type="text/plain; charset=utf-8", headers=headers)
 
 
-for _path in EXPORT_PATHS:
-    router.add_api_route(
-        _path,
-        export,
-        methods=["GET", "POST"],
-        summary="Mixpanel raw event export (/api/2.0/export), JSONL",
-        include_in_schema=_path == EXPORT_PATHS[0],
-    )
+add_routes(router, EXPORT_PATHS, export, summary="Mixpanel raw event export (/api/2.0/export), JSONL")
 
 
 @router.post("/api/events/query", summary="Events counted (total and unique users) per group")

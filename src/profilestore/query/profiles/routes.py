@@ -17,6 +17,7 @@ from profilestore.query.params import read_params, where_param
 from profilestore.query.profiles.engage import cohort_param, engage_query, query_profiles
 from profilestore.query.profiles.export import ExportQuery, export_lines, parse_columns
 from profilestore.query.streaming import accept_gzip, gzipped, stream
+from profilestore.routing import add_routes
 
 router = APIRouter()
 
@@ -30,14 +31,7 @@ async def engage(request: Request, project_id: ProjectDep, settings: SettingsDep
     return Response(body, media_type="application/json")
 
 
-for _path in ENGAGE_PATHS:
-    router.add_api_route(
-        _path,
-        engage,
-        methods=["GET", "POST"],
-        summary="Mixpanel profile query (/api/2.0/engage)",
-        include_in_schema=_path == ENGAGE_PATHS[0],
-    )
+add_routes(router, ENGAGE_PATHS, engage, summary="Mixpanel profile query (/api/2.0/engage)")
 
 
 @router.get("/api/profiles/export", summary="Every matching profile as CSV or JSONL, streamed")
