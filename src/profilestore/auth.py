@@ -12,7 +12,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-from profilestore.errors import BadRequest
+from profilestore.errors import BadRequest, Unauthorized
 
 
 def hash_secret(secret: str) -> str:
@@ -64,12 +64,14 @@ def parse_credentials(
 ) -> Credentials | None:
     """A request's credentials: its Authorization header (else `api_key`, as the user name with no password,
     which older SDKs send to /import) and `project_id`; None without any.  A `project_id` that is not an
-    integer is a BadRequest."""
+    integer is a BadRequest; credentials holding a NUL are Unauthorized."""
     basic = basic_credentials(authorization)
     if basic is None:
         if not api_key:
             return None
         basic = (api_key, "")
+    if "\x00" in basic[0] or "\x00" in basic[1]:
+        raise Unauthorized()  # no secret or token holds a NUL (and Postgres text cannot)
     raw = (project_id or "").strip()
     try:
         wanted = int(raw) if raw else None

@@ -394,10 +394,15 @@ def test_conflicts_of_one_record_are_reported_once(client: httpx.Client, project
 
 @pytest.mark.parametrize(
     ("number", "path"),
-    [("18446744073709551616", "$set.big"), ("0.12345678901234567890123", "$set.big"), ("1e400", None)],
+    [
+        ("18446744073709551616", "$set.big"),
+        ("0.12345678901234567890123", "$set.big"),
+        ("1e400", "$set.big"),
+        ("1e-400", "$set.big"),
+    ],
 )
 def test_numbers_a_double_cannot_hold_are_refused_not_altered(
-    client: httpx.Client, project: Row, db: psycopg.Connection[Row], number: str, path: str | None
+    client: httpx.Client, project: Row, db: psycopg.Connection[Row], number: str, path: str
 ) -> None:
     token = project["token"]
     body = (
@@ -407,9 +412,6 @@ def test_numbers_a_double_cannot_hold_are_refused_not_altered(
     response = client.post(
         "/engage", params={"verbose": "2"}, content=body, headers={"Content-Type": "application/json"}
     )
-    if path is None:  # not even a double: the body is unreadable, as orjson says
-        assert response.status_code == 400
-        return
     assert response.status_code == 400
     [failure] = response.json()["failed_records"]
     assert (failure["index"], failure["field"]) == (0, path)

@@ -63,6 +63,8 @@ def run_outage(pg: Any) -> None:
                     assert response.status_code == 503, response.text
                     assert response.headers["retry-after"] == "2"
                     assert response.json()["code"] == 503
+                    for internal in ("AdminShutdown", "Error", "Timeout", "terminating"):
+                        assert internal not in response.text  # no exception class, no Postgres text
                 time.sleep(0.01)
 
     with LiveServer(url, settings) as live:

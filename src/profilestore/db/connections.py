@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -22,15 +23,18 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from profilestore.errors import DatabaseUnavailable
 from profilestore.settings import Settings
 
+log = logging.getLogger("profilestore")
+
 Connector = Callable[[], contextlib.AbstractAsyncContextManager[AsyncConnection[Any]]]
 
 UNAVAILABLE = (PoolTimeout, psycopg.OperationalError)
 
 
 def unavailable(exc: Exception, settings: Settings) -> DatabaseUnavailable:
+    """The 503 for an unreachable database; what psycopg said goes to the log, never to the client."""
+    log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
     return DatabaseUnavailable(
-        f"database unavailable ({type(exc).__name__}); nothing was applied, retry later",
-        retry_after=settings.retry_after_seconds,
+        "database unavailable; nothing was applied, retry later", retry_after=settings.retry_after_seconds
     )
 
 

@@ -7,12 +7,14 @@ A `Kind` is what differs between profile updates (profiles/: /engage, /groups) a
 /import): the record's shape and rules, how its project is named, and the statement that applies a batch.
 Everything else is here, once.  A record that breaks a rule costs only itself; if Postgres refuses the batch
 as a whole (a value it cannot store), the kind applies it again one profile or event at a time, each under
-a savepoint, so only the offending records fail.  The database being unreachable raises DatabaseUnavailable
-(503, nothing applied: a retry is safe).
+a savepoint, so only the offending records fail, each with a message in plain words mapped from the
+SQLSTATE (`refusal`: Postgres's own text goes to the log, never to the client).  The database being
+unreachable raises DatabaseUnavailable (503, nothing applied: a retry is safe).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from abc import ABC, abstractmethod
@@ -30,9 +32,13 @@ from pydantic_core import ErrorDetails
 from profilestore.db.connections import Connector
 from profilestore.errors import ProfilestoreError
 from profilestore.ingest.responses import Outcome, RecordError, ingest_error_response, ingest_response
-from profilestore.ingest.wire import InexactNumber, read_wire_request
+from profilestore.ingest.wire import RejectedRecord, read_wire_request
 from profilestore.projects import TokenCache
 from profilestore.settings import Settings
+
+log = logging.getLogger("profilestore")
+
+NESTED_TOO_DEEP = "nests too deeply to be read"
 
 
 class Indexed(Protocol):
@@ -93,7 +99,7 @@ class Kind(ABC, Generic[Item, Batch]):
         self, conn: AsyncConnection[Any], batch: Batch, now: float
     ) -> list[tuple[int, str | None, str]]:
         """After Postgres refused the batch: one transaction, a savepoint per profile or event, in the batch's
-        lock order.  Returns (record index, id, Postgres's reason) of every refused record."""
+        lock order.  Returns (record index, id, message: `refusal`) of every refused record."""
 
 
 def validate(
@@ -124,18 +130,32 @@ def validate(
 
 
 def precheck(kind: Kind[Any, Any], index: int, record: Any, *, check_size: bool) -> RecordError | None:
-    """What every ingested record is checked for before its shape: a number that would not be stored
-    exactly, not being a JSON object, its size."""
-    if isinstance(record, InexactNumber):
-        message = f"the number {record.number} cannot be stored exactly; send it as a string"
-        return RecordError(index, kind.id_field, kind.error_id(record.record), record.path, message)
+    """What every ingested record is checked for before its shape: what decoding refused (decode.py: a
+    number that would not be stored exactly, a NUL, a lone surrogate, ...), not being a JSON object, its
+    size."""
+    if isinstance(record, RejectedRecord):
+        id_value = printable(kind.error_id(record.record))
+        return RecordError(index, kind.id_field, id_value, record.path, record.message)
     if not isinstance(record, dict):
         return RecordError(index, kind.id_field, None, "", "must be a JSON object")
     max_bytes = kind.settings.max_record_bytes
-    if check_size and len(orjson.dumps(record)) > max_bytes:
-        message = f"the {kind.noun} is over {max_bytes} bytes"
-        return RecordError(index, kind.id_field, kind.error_id(record), "", message)
+    if check_size:
+        try:
+            size = len(orjson.dumps(record))
+        except orjson.JSONEncodeError:  # nested past orjson's 254 levels: too deep for any rule here
+            return RecordError(index, kind.id_field, kind.error_id(record), "", NESTED_TOO_DEEP)
+        if size > max_bytes:
+            message = f"the {kind.noun} is over {max_bytes} bytes"
+            return RecordError(index, kind.id_field, kind.error_id(record), "", message)
     return None
+
+
+def printable(text: str | None) -> str | None:
+    """`text` with any lone surrogate (never sent as such, but read from bytes that are not UTF-8) escaped,
+    so that an answer naming it can be written."""
+    if text is None or text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode()
 
 
 async def ingest(
@@ -180,12 +200,39 @@ async def ingest(
         async with connect() as conn:
             try:
                 await kind.apply(conn, batch, now)
-            except psycopg.errors.DataError:
+            except REFUSED as exc:
+                log.warning("a batch was refused by the database (%s); applying it record by record", exc)
                 for index, id_value, reason in await kind.apply_one_by_one(conn, batch, now):
-                    message = f"refused by the database: {reason}"
-                    errors.append(RecordError(index, kind.id_field, id_value, "", message))
+                    errors.append(RecordError(index, kind.id_field, id_value, "", reason))
     errors.sort(key=lambda e: e.index)
     return Outcome(total=len(records), failures=errors)
+
+
+# What Postgres raises for a value it cannot take (a data exception, SQLSTATE class 22; a program limit,
+# class 54: too large, nested too deeply): the batch is then applied record by record, and these records fail.
+REFUSED = (psycopg.errors.DataError, psycopg.errors.ProgramLimitExceeded)
+# SQLSTATE -> what the failure says, in plain words (never Postgres's own text: that goes to the log).
+_REFUSALS = {
+    "22003": "a number Postgres cannot store (out of range)",
+    "22008": "a time Postgres cannot store (out of range)",
+    "22007": "a time Postgres cannot read",
+    "22021": "a character Postgres cannot store",
+    "22P05": "a character Postgres cannot store",
+    "22001": "a value too long for Postgres",
+    "54000": "a value too large for Postgres",
+    "54001": "a value nested too deeply for Postgres",
+}
+
+
+def refusal(exc: psycopg.Error) -> str:
+    """The message of a record Postgres refused, mapped from the error's SQLSTATE; the error's own text
+    is logged here, server-side, and never answered."""
+    state = exc.sqlstate or ""
+    log.warning("a record was refused by the database: SQLSTATE %s: %s", state, exc.diag.message_primary)
+    reason = _REFUSALS.get(state)
+    if reason is None:
+        reason = "a value Postgres cannot store" if state.startswith("22") else "a value Postgres refused"
+    return f"refused by the database: {reason}"
 
 
 Authenticate = Callable[[Request, dict[str, str]], Awaitable[int]]
@@ -229,10 +276,33 @@ async def handle(
 
 
 def id_text(raw: Any) -> str:
-    """An id as text: strings as they are, a whole float as an integer, anything else as its JSON."""
+    """An id as text: strings as they are, a whole float as an integer, anything else as its JSON (as
+    Python writes what orjson cannot: a Decimal, a value nested past its limit)."""
     if isinstance(raw, float) and raw.is_integer():
         return str(int(raw))
-    return raw if isinstance(raw, str) else orjson.dumps(raw, option=orjson.OPT_NON_STR_KEYS).decode()
+    if isinstance(raw, str):
+        return raw
+    try:
+        return orjson.dumps(raw, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        return "(not shown: nested too deeply)" if isinstance(raw, dict | list) else str(raw)
+
+
+def nests_deeper(value: Any, levels: int) -> bool:
+    """Whether lists and objects nest in `value` more than `levels` deep ([1] is 1 level, [[1]] 2): a walk
+    level by level, without recursion, that stops at `levels` + 1 whatever the value's depth."""
+    level = [value]
+    depth = 0
+    while level:
+        depth += 1
+        if depth > levels:
+            return True
+        below: list[Any] = []
+        for container in level:
+            items = container.values() if type(container) is dict else container
+            below.extend(v for v in items if type(v) is dict or type(v) is list)
+        level = below
+    return False
 
 
 def parse_time(value: int | float | str | None, now: float, future_clamp: float) -> float:

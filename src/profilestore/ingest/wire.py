@@ -1,10 +1,10 @@
 """Request decoding for the ingestion endpoints (`/engage`, `/groups`, `/track`, `/import`).
 
 This module owns the transport of docs/ingest.md section 1: it turns a request in any of the forms the
-Mixpanel
-SDKs, docs and scripts use (GET `?data=`, form bodies with raw JSON or base64, including the Node SDK's
-un-encoded base64; sendBeacon `text/plain`; JSON; NDJSON; any of them gzipped) into merged parameters and a
-list of parsed records.
+Mixpanel SDKs, docs and scripts use (GET `?data=`, form bodies with raw JSON or base64, including the Node
+SDK's un-encoded base64; sendBeacon `text/plain`; JSON; NDJSON; any of them gzipped) into merged parameters
+and a list of parsed records.  The JSON itself is read by decode.py, which also refuses, record by record,
+what cannot be stored as it was sent (RejectedRecord).
 
 It raises only `PayloadTooLarge` (raw or decompressed body over the limit; a gzip bomb stops at the limit) and
 `UnsupportedMediaType` (a POST content type or content coding no form uses). Everything else a client can get
@@ -14,11 +14,9 @@ wrong ends as `records=None` with a plain-words `error`, for the endpoint to ans
 from __future__ import annotations
 
 import binascii
-import json
 import re
 import zlib
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
@@ -27,8 +25,9 @@ from starlette.datastructures import QueryParams
 from starlette.requests import ClientDisconnect, Request
 
 from profilestore.errors import PayloadTooLarge, UnsupportedMediaType
+from profilestore.ingest.decode import RejectedRecord, read_json
 
-__all__ = ["WireRequest", "read_wire_request"]
+__all__ = ["RejectedRecord", "WireRequest", "read_wire_request"]
 
 BodyKind = Literal["form", "json", "ndjson", "sniff"]
 
@@ -254,13 +253,14 @@ def _decode_data(value: str) -> Decoded:
 
 
 def _parse_json(text: bytes | str, what: str) -> Decoded:
+    raw = text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
     try:
-        parsed = _mark_inexact(text, orjson.loads(text))
+        parsed = read_json(raw)
     except orjson.JSONDecodeError as exc:
         return None, f"{what} is not valid JSON: {exc}"
     if isinstance(parsed, list):
         return parsed, None
-    if isinstance(parsed, (dict, InexactNumber)):
+    if isinstance(parsed, (dict, RejectedRecord)):
         return [parsed], None
     return None, _NOT_RECORDS
 
@@ -287,7 +287,7 @@ def _parse_ndjson(body: bytes) -> Decoded:
         if _first_char(line) == b"":
             continue
         try:
-            parsed = _mark_inexact(line, orjson.loads(line))
+            parsed = read_json(line)
         except orjson.JSONDecodeError as exc:
             return None, f"line {number} is not valid JSON: {exc}"
         if isinstance(parsed, list):  # a line holding an array of records
@@ -295,73 +295,6 @@ def _parse_ndjson(body: bytes) -> Decoded:
         else:
             records.append(parsed)
     return records, None
-
-
-# --- numbers a double cannot hold -------------------------------------------------------------------------
-
-
-@dataclass
-class InexactNumber:
-    """A record with a number that orjson would have changed (over 64-bit integers, or more significant
-    digits than a double holds).  Records are never stored altered: validation rejects this one, naming the
-    field (`path`) and the number as sent."""
-
-    record: Any
-    path: str
-    number: str
-
-
-# Any number that could lose precision has 16 or more digits in a row (or split by one point); bodies
-# without such a run -- nearly all -- skip the exact check below.
-_LONG_DIGITS = re.compile(rb"\d[\d.]{15,}")
-
-
-def _mark_inexact(text: bytes | str, parsed: Any) -> Any:
-    """`parsed` (orjson's reading of `text`), with every record holding an inexact number wrapped."""
-    raw = text.encode() if isinstance(text, str) else text
-    if not any(_may_change(m.group()) for m in _LONG_DIGITS.finditer(raw)):
-        return parsed
-    exact = json.loads(raw, parse_float=Decimal)
-    if isinstance(parsed, list) and isinstance(exact, list):
-        return [_wrap_if_inexact(p, e) for p, e in zip(parsed, exact, strict=True)]
-    return _wrap_if_inexact(parsed, exact)
-
-
-def _may_change(token: bytes) -> bool:
-    """Whether a run of digits (maybe a number, maybe inside a string) could read differently as a double.
-    Float seconds such as 1732300000.123456 -- in nearly every event -- come back as they were sent."""
-    try:
-        number = float(token)
-    except ValueError:
-        return True
-    text = repr(number)
-    return text.encode() != token and Decimal(text) != Decimal(token.decode())
-
-
-def _wrap_if_inexact(parsed: Any, exact: Any) -> Any:
-    found = _first_inexact(parsed, exact, "")
-    return parsed if found is None else InexactNumber(parsed, found[0], found[1])
-
-
-def _first_inexact(parsed: Any, exact: Any, path: str) -> tuple[str, str] | None:
-    if isinstance(exact, dict):
-        for key, value in exact.items():
-            found = _first_inexact(parsed[key], value, f"{path}.{key}" if path else key)
-            if found:
-                return found
-    elif isinstance(exact, list):
-        for i, value in enumerate(exact):
-            found = _first_inexact(parsed[i], value, f"{path}[{i}]")
-            if found:
-                return found
-    elif isinstance(exact, bool) or exact is None or isinstance(exact, str):
-        return None
-    elif isinstance(exact, int):
-        if not (isinstance(parsed, int) and parsed == exact):
-            return path, str(exact)
-    elif isinstance(exact, Decimal) and Decimal(repr(parsed)) != exact:
-        return path, str(exact)
-    return None
 
 
 def _looks_like_json(data: bytes) -> bool:

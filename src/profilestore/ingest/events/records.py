@@ -24,12 +24,16 @@ from pydantic import Field, StrictFloat, StrictInt, StrictStr, TypeAdapter
 from pydantic_core import ErrorDetails
 from typing_extensions import TypedDict
 
-from profilestore.ingest.pipeline import id_text, parse_time
+from profilestore.ingest.pipeline import id_text, nests_deeper, parse_time
 from profilestore.ingest.responses import RecordError
 from profilestore.settings import Settings
 
 EVENT_MIN_TIME = 31_536_000.0  # 1971-01-01T00:00:00Z: earlier times are invalid
 MAX_EVENT_PROPERTIES = 255
+# How deep lists and objects may nest in one property value ([1] is 1 level): far more than any event
+# needs, far less than what would exhaust a JSON writer's or reader's stack.
+MAX_VALUE_DEPTH = 64
+_CONTAINERS = frozenset({dict, list})
 
 # Ids that clients send by mistake (unset variables, stringified empties): invalid, case-insensitively.
 PLACEHOLDER_IDS = frozenset(
@@ -114,6 +118,10 @@ def normalise(
         return fail("event", "is required")
     if len(props) - ("token" in props) > MAX_EVENT_PROPERTIES:
         return fail("properties", f"an event has at most {MAX_EVENT_PROPERTIES} properties")
+    if not _CONTAINERS.isdisjoint(map(type, props.values())):
+        for name, value in props.items():
+            if type(value) in _CONTAINERS and nests_deeper(value, MAX_VALUE_DEPTH):
+                return fail(f"properties.{name}", f"values nest at most {MAX_VALUE_DEPTH} levels")
 
     token = props.get("token")
     if not importing:

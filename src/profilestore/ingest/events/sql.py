@@ -27,10 +27,10 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-import psycopg
 from psycopg import AsyncConnection
 
 from profilestore.ingest.events.records import Event
+from profilestore.ingest.pipeline import REFUSED, refusal
 
 INSERT = """
 WITH seen AS (
@@ -107,13 +107,13 @@ async def insert_events(conn: AsyncConnection[Any], batch: EventBatch) -> None:
 
 async def insert_one_by_one(conn: AsyncConnection[Any], batch: EventBatch) -> dict[int, str]:
     """Slow path after the database refused the batch: one transaction, a savepoint per event, in key
-    order.  Returns the refused record indexes with Postgres's reason."""
+    order.  Returns the refused record indexes with the message of each (pipeline.refusal)."""
     refused: dict[int, str] = {}
     async with conn.transaction():
         for row, index in zip(batch.rows, batch.indexes, strict=True):
             try:
                 async with conn.transaction():
                     await conn.execute(INSERT, _single(row))
-            except psycopg.errors.DataError as exc:
-                refused[index] = exc.diag.message_primary or "value refused by the database"
+            except REFUSED as exc:
+                refused[index] = refusal(exc)
     return refused

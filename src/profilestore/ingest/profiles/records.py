@@ -14,7 +14,7 @@ from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr, TypeA
 from pydantic_core import ErrorDetails
 from typing_extensions import TypedDict
 
-from profilestore.ingest.pipeline import id_text, parse_time
+from profilestore.ingest.pipeline import id_text, nests_deeper, parse_time
 from profilestore.ingest.responses import RecordError
 from profilestore.settings import Settings
 
@@ -102,22 +102,15 @@ def field_error(error: ErrorDetails) -> tuple[str, str]:
 
 
 _CONTAINERS = (dict, list)
-
-
-def _depth(value: Any) -> int:
-    """How deep lists and objects nest: a scalar is 0, [1] is 1, [[1]] is 2."""
-    if isinstance(value, dict):
-        return 1 + max((_depth(v) for v in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((_depth(v) for v in value), default=0)
-    return 0
+# The earliest $time taken: 0001-01-01T00:00:00Z (earlier ones could only be shown with an era).
+MIN_TIME = -62_135_596_800.0
 
 
 def _check_container(value: dict[str, Any] | list[Any], settings: Settings, check_size: bool) -> str | None:
     """The limits on one list or object value (scalars have none: orjson never yields NaN or infinity).
     `check_size` is False when the whole body is smaller than the limit (so no value can be over it)."""
     flat = type(value) is list and not any(type(v) in _CONTAINERS for v in value)
-    if not flat and _depth(value) > settings.max_value_depth:
+    if not flat and nests_deeper(value, settings.max_value_depth):
         return f"values nest at most {settings.max_value_depth} levels"
     if check_size and len(orjson.dumps(value)) > settings.max_value_bytes:
         return f"a list or object value is at most {settings.max_value_bytes} bytes"
@@ -148,6 +141,8 @@ def normalise(
         t = parse_time(rec.get("$time"), now, settings.future_clamp_seconds)
     except (ValueError, OverflowError):
         return fail("$time", "must be epoch seconds or milliseconds, or an ISO 8601 date")
+    if t < MIN_TIME:
+        return fail("$time", "must not be before year 1 (0001-01-01T00:00:00Z)")
 
     body: dict[str, Any] = {"t": t}
     if rec.get("$ignore_time"):

@@ -1,6 +1,6 @@
 """The hot path's SQL: one call of profilestore_apply_profiles per /engage request.
 
-Why this shape (the function's own comment, db/sql/0001_apply_profiles.sql, says more):
+Why this shape (the function's own comment, db/sql/0007_apply.sql, says more):
 * one statement, one round trip, one transaction per request, whatever its size: the request's updates go
   to Postgres as one JSONB batch, grouped here by profile with their arrival order kept;
 * Postgres takes the row locks in key order (ORDER BY in the INSERT ... ON CONFLICT), so concurrent
@@ -8,7 +8,9 @@ Why this shape (the function's own comment, db/sql/0001_apply_profiles.sql, says
   latest committed row, so concurrent `$add`s add up exactly;
 * a profile whose updates are one plain `$set` goes in the `fast` list (its `$set` rides in the proposed
   row; DO UPDATE concatenates it); every other profile goes in the `slow` object and is folded by PL/pgSQL
-  (db/sql/0001_fold.sql), the same rules as tests/model.py.
+  (db/sql/0007_fold.sql), the same rules as tests/model.py, in work linear in the sizes involved; a request
+  records at most `max_warnings_per_request` ingestion warnings per project (a summary row counts the rest),
+  and its list operations handle at most `max_list_elements_per_request` elements.
 If the batch as a whole is refused by Postgres (a value it cannot store), `apply_one_by_one` applies it again
 group by group inside one transaction, with a savepoint each, so only the offending records fail.
 """
@@ -19,16 +21,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import psycopg
 from psycopg import AsyncConnection
 
+from profilestore.ingest.pipeline import REFUSED, refusal
 from profilestore.ingest.profiles.records import Update
 from profilestore.settings import Settings
 
 # One function per kind of profile: the same statement shapes on profiles / group_profiles.
+_ARGS = "%s::jsonb, %s::jsonb, %s, %s::jsonb, %s, %s, %s, %s, %s, %s"  # as _params gives them
 APPLY = {
-    "profile": "SELECT profilestore_apply_profiles(%s::jsonb, %s::jsonb, %s, %s::jsonb, %s, %s, %s, %s)",
-    "group": "SELECT profilestore_apply_groups(%s::jsonb, %s::jsonb, %s, %s::jsonb, %s, %s, %s, %s)",
+    "profile": f"SELECT profilestore_apply_profiles({_ARGS})",
+    "group": f"SELECT profilestore_apply_groups({_ARGS})",
 }
 
 _FAST_KEYS = frozenset({"t", "it", "set"})
@@ -105,6 +108,8 @@ def _params(batch: Batch, now: float, settings: Settings) -> tuple[Any, ...]:
         settings.tombstone_days * 86400.0,
         settings.max_profile_properties,
         settings.max_profile_bytes,
+        settings.max_warnings_per_request,
+        settings.max_list_elements_per_request,
     )
 
 
@@ -117,7 +122,8 @@ async def apply_one_by_one(
     conn: AsyncConnection[Any], batch: Batch, now: float, settings: Settings
 ) -> dict[str, str]:
     """Slow path after the database refused the batch: one transaction, a savepoint per group, groups in
-    key order (the same global lock order).  Returns the refused group keys with Postgres's reason."""
+    key order (the same global lock order).  Returns the refused group keys with the message of each
+    (pipeline.refusal)."""
     refused: dict[str, str] = {}
     async with conn.transaction():
         for key, group in batch.groups():
@@ -128,8 +134,8 @@ async def apply_one_by_one(
             try:
                 async with conn.transaction():
                     await conn.execute(APPLY[batch.kind], _params(single, now, settings))
-            except psycopg.errors.DataError as exc:
-                refused[key] = exc.diag.message_primary or "value refused by the database"
+            except REFUSED as exc:
+                refused[key] = refusal(exc)
         if batch.warnings:
             await conn.execute(
                 APPLY[batch.kind], _params(Batch(batch.kind, warnings=batch.warnings), now, settings)
