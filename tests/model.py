@@ -27,7 +27,10 @@ one of them:
   ... changed it since: those operations do not change the property's time or kind.
 
 Numbers: int + int stays int; any float involved gives a float computed through `decimal.Decimal(str(x))`,
-which is exact for the short decimals the tests use (0.1 + 0.2 == 0.3), as the service's `numeric` storage is.
+which is exact for the short decimals the tests use (0.1 + 0.2 == 0.3), as the service's `numeric` storage is
+(a float of integer form, `1e+16`, plus an int gives that int, as `numeric` does).  A sum is held to the rule
+of numbers sent directly (ingest/decode.py): an integer from -2^63 to 2^64 - 1, or the shortest decimal of a
+double; any other sum leaves the property as it was, with a warning.
 """
 
 from __future__ import annotations
@@ -140,10 +143,29 @@ def format_last_seen(last_seen: float | None) -> str | None:
     return datetime.fromtimestamp(math.floor(last_seen), tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def _json_add(stored: int | float | Decimal, operand: int | float | Decimal) -> int | float:
+#: The integers /engage reads as integers (orjson's range): beyond them, a number is exact only as a double.
+INTEGER_RANGE = (-(2**63), 2**64 - 1)
+
+
+def _double_holds(number: Decimal) -> bool:
+    """Whether `number` is the shortest decimal of a double (so /engage would store it as sent)."""
+    as_float = float(number)
+    return math.isfinite(as_float) and Decimal(repr(as_float)) == number
+
+
+def _json_add(stored: int | float | Decimal, operand: int | float | Decimal) -> int | float | None:
+    """The sum as the service stores it; None when neither a 64-bit integer nor a double holds it exactly."""
+    low, high = INTEGER_RANGE
     if isinstance(stored, int) and isinstance(operand, int):
-        return stored + operand
-    return float(_decimal(stored) + _decimal(operand))
+        total = stored + operand
+        return total if low <= total <= high or _double_holds(Decimal(total)) else None
+    exact = _decimal(stored) + _decimal(operand)
+    exponent = exact.as_tuple().exponent  # a finite number's is an int
+    if (
+        isinstance(exponent, int) and exponent >= 0 and low <= exact <= high
+    ):  # integer form: numeric's scale 0
+        return int(exact)
+    return float(exact) if _double_holds(exact) else None
 
 
 def _contains(items: list[Any], value: object) -> bool:
@@ -301,11 +323,13 @@ class _Update:
             raise ValueError(f"$add.{name} must be a number, got {value!r}")
         props = self.profile.properties
         if name not in props:
-            props[name] = _json_add(0, value)
-        elif is_number(props[name]):
-            props[name] = _json_add(props[name], value)
-        else:
+            props[name] = value  # absent counts as 0, and a number sent is exact
+        elif not is_number(props[name]):
             self._warn("$add", name, "stored value is not a number")
+        elif (total := _json_add(props[name], value)) is None:
+            self._warn("$add", name, "the sum cannot be stored exactly")
+        else:
+            props[name] = total
 
     def _union(self, name: str, value: Any) -> None:
         stored = self._stored_list("$union", name)

@@ -193,6 +193,34 @@ def test_add_is_exact_and_keeps_integers() -> None:
     assert same_json(props(profiles), {"f": 0.3, "i": 0, "g": 2.0})
 
 
+@pytest.mark.parametrize(
+    ("stored", "operand", "expected"),
+    [
+        (1e308, 1e308, None),  # past the largest double
+        (2**64 - 1, 1, None),  # past the integers /engage reads as integers
+        (-(2**63), -1, None),
+        (2**53, 1.0, None),  # 9007199254740993.0: no double holds it
+        (0.1, 1e-17, None),  # 0.10000000000000001: more digits than a double holds
+        (2**63 - 1, 1, 2**63),
+        (1e16, 1, 10**16 + 1),  # of integer form: an integer, as numeric keeps it
+        (1e300, 1e300, 2e300),
+        (5e-324, 5e-324, 1e-323),
+    ],
+)
+def test_add_results_follow_the_rule_of_numbers_sent(stored: Any, operand: Any, expected: Any) -> None:
+    model = ProfileModel()
+    model.apply(u(1, set={"n": stored}))
+    model.apply(u(2, add={"n": operand, "m": 1}))
+    got = props(model.profiles())
+    if expected is None:
+        assert got == {"n": stored, "m": 1}
+        [warning] = model.warnings
+        assert (warning.operation, warning.property) == ("$add", "n")
+    else:
+        assert same_json(got, {"n": expected, "m": 1}), got
+        assert model.warnings == []
+
+
 def test_remove_on_absent_property_does_nothing() -> None:
     assert props(run(u(1, set={"a": 1}), u(2, remove={"l": 1}))) == {"a": 1}
 

@@ -7,9 +7,11 @@ factory, the CLI and the tests each pass a `Settings` object down explicitly.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -47,6 +49,76 @@ class Settings(BaseSettings):
     future_clamp_seconds: float = 3600.0
     # Read API: a pagination session of /api/2.0/engage expires after this long without a request.
     query_session_idle_seconds: float = 3600.0
+
+    # Database work (db/engine.py, db/sql/0007_fold.sql): what one request may make Postgres do.
+    # A statement of a service connection is cancelled after this long (ingestion answers 503: nothing was
+    # applied); 0: no limit.
+    statement_timeout_seconds: float = 30.0
+    # A service connection left idle inside a transaction is closed after this long; 0: never.
+    idle_in_transaction_timeout_seconds: float = 60.0
+    # The same two inside streamed exports and /api/2.0/engage pagination sessions, long by nature: an export
+    # waits for its client between fetches, and one whose client stops reading is dropped after this long.
+    long_statement_timeout_seconds: float = 600.0
+    export_idle_timeout_seconds: float = 600.0
+    # List elements one request's $union, $append and $remove may handle (the stored lists' and the operands'
+    # together); a list operation past it is refused with an ingestion warning, the rest applies.
+    max_list_elements_per_request: int = 2_000_000
+    # Ingestion warnings one request records per project; one more row counts the rest.
+    max_warnings_per_request: int = 100
+    # Ingestion warnings are deleted this long after they were recorded (swept hourly).
+    warning_retention_days: float = 30.0
+
+    # Connections (the server protocol, profilestore/server.py): what one client may send and hold, with no
+    # credentials needed. Header fields of one request, in bytes (431); the URL is not a header field.
+    max_header_bytes: int = 65_536
+    # From a request's first byte (a new connection's opening) to the end of its headers (408).
+    header_timeout_seconds: float = 20.0
+    # A body must arrive within this from the end of the headers, plus 1 s per min_upload_bytes_per_second
+    # received (408); a long URL gets the same extra time. At that rate, a 10 MB body may take about 630 s.
+    body_timeout_seconds: float = 20.0
+    min_upload_bytes_per_second: int = 16_384
+    # A response the client stops reading is dropped after this long stalled.
+    send_timeout_seconds: float = 60.0
+    # An idle connection between requests is closed after this long (uvicorn's timeout_keep_alive).
+    keep_alive_seconds: float = 5.0
+    # Open connections per app process (lowered to leave 128 descriptors of `ulimit -n`); past it, the one
+    # waiting longest for its request is closed to make room.
+    max_connections: int = 1000
+
+    # The HTTP surface (security.py).  The read and admin API (paths under /api/) answers cross-origin only to
+    # these origins: comma-separated, each exactly as browsers send it (`https://dash.example.com`, a port if
+    # not the default); `*` and `null` are refused; empty: no cross-origin reads.  Ingestion (/engage,
+    # /groups, /track, /import) answers every origin, with credentials, for the browser SDK.
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    # A read or admin API body over this many bytes is a 413 (one that declares it, unread); its credentials
+    # are checked before any of it is read.
+    max_api_body_bytes: int = 32_000_000
+    # Postgres connections of the read and admin API and its authentication, apart from ingestion's pool
+    # (pool_max_size), so that writers cannot starve reads.
+    api_pool_size: int = 4
+    # `Strict-Transport-Security: max-age=N` on every answer served over HTTPS; 0: none.
+    hsts_max_age_seconds: int = 31_536_000
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> tuple[str, ...]:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        origins = []
+        for item in (str(i).strip() for i in items):
+            if not item:
+                continue
+            parts = urlsplit(item.lower())
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.hostname
+                or "@" in parts.netloc
+                or parts.path not in ("", "/")
+                or parts.query
+                or parts.fragment
+            ):
+                raise ValueError(f"{item!r} is not an origin like https://app.example.com (no *, no null)")
+            origins.append(f"{parts.scheme}://{parts.netloc}")
+        return tuple(origins)
 
 
 def get_settings(**overrides: object) -> Settings:

@@ -1,16 +1,20 @@
-"""profilestore_apply_groups (0002_apply_groups.sql) is profilestore_apply_profiles (0001_apply_profiles.sql)
-keyed by (group_key, group_id) instead of distinct_id, and nothing else: a change to one is a change to both.
+"""profilestore_apply_groups is profilestore_apply_profiles keyed by (group_key, group_id) instead of
+distinct_id, and nothing else: a change to one is a change to both.
 
-Both files belong to migrations that have shipped, so they are not edited; the next migration that touches
-them renders both from one template.  Until then this test keeps them in step: comments and white space
-aside, the profiles function with the key substitutions below applied is the groups function, token for token.
+Since revision 0007 both are rendered from one template (db/sql/0007_apply.sql, profilestore.db.templates);
+the functions of revisions 0001 and 0002 (0001_apply_profiles.sql, 0002_apply_groups.sql) have shipped and
+are what a downgrade restores.  For each pair, comments and white space aside, the profiles function with the
+key substitutions below applied is the groups function, token for token.
 """
 
 from __future__ import annotations
 
 import re
 
+import pytest
+
 from profilestore.db.migrate import sql_file
+from profilestore.db.templates import apply_function, render
 
 # Outputs name the group key and id K_ and D_ so that later rules do not match them again.
 SUBS = [
@@ -42,18 +46,34 @@ def normalise(text: str) -> str:
     return re.sub(r"\s*([(),;=])\s*", r"\1", text)
 
 
-def test_the_groups_function_is_the_profiles_function_keyed_by_group() -> None:
-    profiles = normalise(sql_file("0001_apply_profiles.sql"))
-    for pattern, replacement in SUBS:
-        profiles = re.sub(pattern, replacement, profiles)
-    groups = normalise(sql_file("0002_apply_groups.sql"))
-    assert profiles.split(";") == groups.split(";")
+PAIRS = {
+    "revisions 0001 and 0002": (sql_file("0001_apply_profiles.sql"), sql_file("0002_apply_groups.sql")),
+    "the template of 0007": (apply_function("profile"), apply_function("group")),
+}
 
 
-def test_a_difference_beyond_the_key_is_found() -> None:
-    groups = normalise(sql_file("0002_apply_groups.sql"))
-    changed = groups.replace("ORDER BY 1,2,3", "ORDER BY 1,3,2", 1)
-    profiles = normalise(sql_file("0001_apply_profiles.sql"))
+def keyed_by_group(profiles: str) -> str:
+    text = normalise(profiles)
     for pattern, replacement in SUBS:
-        profiles = re.sub(pattern, replacement, profiles)
-    assert profiles != changed
+        text = re.sub(pattern, replacement, text)
+    return text
+
+
+@pytest.mark.parametrize(("profiles", "groups"), PAIRS.values(), ids=PAIRS.keys())
+def test_the_groups_function_is_the_profiles_function_keyed_by_group(profiles: str, groups: str) -> None:
+    assert keyed_by_group(profiles).split(";") == normalise(groups).split(";")
+
+
+@pytest.mark.parametrize(("profiles", "groups"), PAIRS.values(), ids=PAIRS.keys())
+def test_a_difference_beyond_the_key_is_found(profiles: str, groups: str) -> None:
+    changed = normalise(groups).replace("ORDER BY 1,2,3", "ORDER BY 1,3,2", 1)
+    assert changed != normalise(groups)
+    assert keyed_by_group(profiles) != changed
+
+
+def test_the_template_renders_every_mark() -> None:
+    for kind in ("profile", "group"):
+        text = re.sub(r"--[^\n]*", "", apply_function(kind))  # the marks named in comments aside
+        assert "@" not in text
+    with pytest.raises(ValueError, match="unknown mark @tabel@"):
+        render("SELECT FROM @tabel@", "profile")

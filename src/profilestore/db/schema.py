@@ -90,6 +90,7 @@ ingestion_warnings = Table(
     Column("reason", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index(None, "project_id", "id"),
+    Index(None, "created_at"),  # the retention sweep (app.py): old rows found without a scan
 )
 
 
