@@ -1,7 +1,11 @@
-"""The app factory.  Its lifespan owns the connection pool (and, without DATABASE_URL, the embedded Postgres).
+"""The app factory.  Its lifespan owns the connection pools (and the embedded Postgres without DATABASE_URL).
 
-Errors: the service's own JSON API answers `{"error": Name, "detail": message}` (errors.py); the
-Mixpanel-compatible ingestion endpoints render their own errors in Mixpanel's shapes (ingest/responses.py).
+Errors: the service's own JSON API answers `{"error": Name, "detail": message}`, Mixpanel's read paths
+`{"error": message}` (errors.error_content); the Mixpanel-compatible ingestion endpoints render their own
+errors in Mixpanel's shapes (ingest/responses.py).  What every request crosses before a route (credentials
+before bodies on `/api/`, CORS, security headers, the catch-all 500) is security.py.
+
+Interactive docs (Swagger UI, ReDoc) are off: they load their scripts from a CDN.  `/openapi.json` stays.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from collections.abc import AsyncIterator
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -24,7 +27,7 @@ from profilestore import __version__
 from profilestore.cohorts.routes import router as cohorts_router
 from profilestore.db.engine import make_pool
 from profilestore.deps import PoolDep, SettingsDep
-from profilestore.errors import DatabaseUnavailable, ProfilestoreError
+from profilestore.errors import DatabaseUnavailable, ProfilestoreError, error_content
 from profilestore.ingest.events.routes import router as event_ingest_router
 from profilestore.ingest.profiles.routes import router as profile_ingest_router
 from profilestore.ingest.warnings import router as warnings_router
@@ -33,6 +36,7 @@ from profilestore.query.events.routes import router as event_query_router
 from profilestore.query.profiles import sessions as query_sessions
 from profilestore.query.profiles import sql as query_sql
 from profilestore.query.profiles.routes import router as profile_query_router
+from profilestore.security import ApiGuard, CatchAll, Cors, SecurityHeaders
 from profilestore.settings import Settings, get_settings
 
 log = logging.getLogger("profilestore")
@@ -40,8 +44,6 @@ log = logging.getLogger("profilestore")
 TOMBSTONE_SWEEP_SECONDS = 3600.0
 PARTITION_CHECK_SECONDS = 86400.0
 SESSION_SWEEP_SECONDS = 300.0
-# Paths whose errors answer in Mixpanel's read-API shape, {"error": message} (docs/query.md).
-MIXPANEL_READ_PATHS = ("/api/2.0/", "/api/query/")
 
 
 def resolve_database_url(settings: Settings) -> str:
@@ -109,8 +111,14 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         # Not waiting: a database that is down at start-up gives 503s until it is up, not a crash.
         await pool.open(wait=False)
         app.state.pool = pool
+        # The read and admin API's own connections (deps.pool_for): writers cannot take them.
+        api_pool = make_pool(
+            url, min_size=1, max_size=settings.api_pool_size, timeout=settings.db_timeout_seconds
+        )
+        await api_pool.open(wait=False)
+        app.state.api_pool = api_pool
         # READ_DATABASE_URL: a streaming replica for the reads that write nothing (exports, event queries).
-        read_pool = pool
+        read_pool = api_pool
         if settings.read_database_url:
             read_pool = make_pool(
                 settings.read_database_url,
@@ -131,8 +139,9 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             partitioner.cancel()
             sessions.cancel()
             await query_sessions.finish_builds(timeout=settings.db_timeout_seconds)
-            if read_pool is not pool:
+            if read_pool is not api_pool:
                 await read_pool.close()
+            await api_pool.close()
             await pool.close()
 
     app = FastAPI(
@@ -140,18 +149,16 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         version=__version__,
         summary="A self-hosted, Mixpanel-compatible user-profile store on Postgres",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.tokens = TokenCache()
-    # The browser SDK sends credentials: echo the Origin (a regex match does) and allow credentials.
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origin_regex=".*",
-        allow_credentials=True,
-        allow_methods=["GET", "POST", "OPTIONS"],
-        allow_headers=["*"],
-        max_age=86400,
-    )
+    # Added innermost first: a request crosses SecurityHeaders, Cors, CatchAll, then ApiGuard.
+    app.add_middleware(ApiGuard)
+    app.add_middleware(CatchAll)
+    app.add_middleware(Cors, origins=settings.cors_origins)
+    app.add_middleware(SecurityHeaders, hsts_max_age_seconds=settings.hsts_max_age_seconds)
     app.include_router(profile_ingest_router)
     app.include_router(event_ingest_router)
     app.include_router(warnings_router)
@@ -185,11 +192,8 @@ def _error_body(name: str, detail: object) -> dict[str, object]:
 def _error_response(request: Request, exc: ProfilestoreError) -> JSONResponse:
     """The service's shape `{"error": Name, "detail": message}`, or Mixpanel's `{"error": message}` on the
     Mixpanel-compatible read paths."""
-    if request.url.path.startswith(MIXPANEL_READ_PATHS):
-        body: dict[str, object] = {"error": exc.message}
-    else:
-        body = _error_body(type(exc).__name__, exc.message)
-    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+    content = error_content(request.scope["path"], exc)
+    return JSONResponse(content, status_code=exc.status_code, headers=exc.headers)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -208,10 +212,4 @@ def _install_error_handlers(app: FastAPI) -> None:
             _error_body(type(exc).__name__, exc.detail), status_code=exc.status_code, headers=exc.headers
         )
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        if isinstance(exc, (PoolTimeout, psycopg.OperationalError)):
-            settings: Settings = request.app.state.settings
-            return _error_response(request, DatabaseUnavailable(retry_after=settings.retry_after_seconds))
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONResponse(_error_body("InternalError", "unexpected error; it has been logged"), 500)
+    # Anything else: security.CatchAll.

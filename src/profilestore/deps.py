@@ -1,6 +1,13 @@
 """FastAPI dependencies: the app's settings, pools and token cache (owned by the lifespan), a pooled
 connection for the length of a request (ConnDep; ReadConnDep on READ_DATABASE_URL's replica), and read auth.
 
+Pools: the read and admin API (paths under `/api/`) and its authentication take their connections from a
+pool of their own (`api_pool_size`), ingestion and the rest from the main pool, so that writers holding
+every ingestion connection never make a read wait for one (pool_for).
+
+Read auth: security.ApiGuard checks the credentials of every `/api/` request before any of its body is read
+(authenticate) and leaves the project in the request's scope, where ProjectDep finds it: one check a request.
+
 All `async def`: a plain `def` dependency costs a thread-pool round trip on every request.
 """
 
@@ -12,12 +19,40 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
+from starlette.datastructures import State
 
 from profilestore import auth, projects
 from profilestore.db.connections import database
 from profilestore.errors import Forbidden, Unauthorized
 from profilestore.projects import TokenCache
 from profilestore.settings import Settings
+
+API_PREFIX = "/api/"
+# The scope key under which security.ApiGuard leaves the authenticated project's id.
+PROJECT_SCOPE_KEY = "profilestore.project_id"
+
+
+def pool_for(state: State, path: str) -> AsyncConnectionPool:
+    """The pool a request for `path` takes its connections from: the read and admin API's own, or the main."""
+    pool: AsyncConnectionPool = state.api_pool if path.startswith(API_PREFIX) else state.pool
+    return pool
+
+
+async def authenticate(
+    pool: AsyncConnectionPool, settings: Settings, authorization: str | None, project_id: str | None
+) -> int:
+    """The project whose API secret the credentials carry (docs/query.md: every read API needs it); else
+    Unauthorized (401), Forbidden (403, another project's id) or BadRequest (a project_id not an integer)."""
+    credentials = auth.parse_credentials(authorization, project_id)
+    if credentials is None:
+        raise Unauthorized()
+    async with database(pool, settings) as conn:
+        owner = await projects.project_of_secret(conn, credentials.secret)
+    if owner is None:
+        raise Unauthorized()
+    if credentials.project_id is not None and credentials.project_id != owner:
+        raise Forbidden(f"this secret does not belong to project {credentials.project_id}")
+    return owner
 
 
 async def _settings(request: Request) -> Settings:
@@ -26,12 +61,11 @@ async def _settings(request: Request) -> Settings:
 
 
 async def _pool(request: Request) -> AsyncConnectionPool:
-    pool: AsyncConnectionPool = request.app.state.pool
-    return pool
+    return pool_for(request.app.state, request.scope["path"])
 
 
 async def _read_pool(request: Request) -> AsyncConnectionPool:
-    """The pool of READ_DATABASE_URL (a replica) for reads that write nothing; the main pool without it."""
+    """The pool of READ_DATABASE_URL (a replica) for reads that write nothing; the API's pool without it."""
     pool: AsyncConnectionPool = request.app.state.read_pool
     return pool
 
@@ -62,19 +96,13 @@ ReadConnDep = Annotated[AsyncConnection[Any], Depends(_read_connection)]
 
 
 async def _project_id(request: Request, pool: PoolDep, settings: SettingsDep) -> int:
-    """The project whose API secret the request carries (docs/query.md: every read API needs it)."""
-    credentials = auth.parse_credentials(
-        request.headers.get("authorization"), request.query_params.get("project_id")
+    """The project security.ApiGuard authenticated (every `/api/` request); a route elsewhere checks here."""
+    checked: int | None = request.scope.get(PROJECT_SCOPE_KEY)
+    if checked is not None:
+        return checked
+    return await authenticate(
+        pool, settings, request.headers.get("authorization"), request.query_params.get("project_id")
     )
-    if credentials is None:
-        raise Unauthorized()
-    async with database(pool, settings) as conn:
-        owner = await projects.project_of_secret(conn, credentials.secret)
-    if owner is None:
-        raise Unauthorized()
-    if credentials.project_id is not None and credentials.project_id != owner:
-        raise Forbidden(f"this secret does not belong to project {credentials.project_id}")
-    return owner
 
 
 ProjectDep = Annotated[int, Depends(_project_id)]

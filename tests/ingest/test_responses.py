@@ -242,13 +242,15 @@ def test_unsafe_callback_is_ignored(name: str) -> None:
 @pytest.mark.parametrize(
     ("exc", "status", "phrase", "headers"),
     [
-        (Unauthorized(), 401, "Unauthorized", {"www-authenticate": 'Basic realm="profilestore"'}),
+        (Unauthorized(), 401, "Unauthorized", {"www-authenticate": None}),  # no browser prompt (issue 10)
         (PayloadTooLarge("body is over the limit"), 413, "Request Entity Too Large", {}),
         (UnsupportedMediaType("unsupported content type"), 415, "Unsupported Media Type", {}),
         (DatabaseUnavailable(retry_after=7), 503, "Service Unavailable", {"retry-after": "7"}),
     ],
 )
-def test_error_response(exc: ProfilestoreError, status: int, phrase: str, headers: dict[str, str]) -> None:
+def test_error_response(
+    exc: ProfilestoreError, status: int, phrase: str, headers: dict[str, str | None]
+) -> None:
     response = ingest_error_response({"verbose": "0"}, exc)
     assert response.status_code == status
     assert body(response) == {"code": status, "status": phrase, "error": exc.message}

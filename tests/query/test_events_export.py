@@ -186,7 +186,7 @@ def test_missing_dates(client: httpx.Client, world: Row) -> None:
 def test_auth(client: httpx.Client, world: Row, database_url: str) -> None:
     params = {"from_date": FROM, "to_date": TO}
     response = client.get("/api/2.0/export", params=params)
-    assert response.status_code == 401 and response.headers["www-authenticate"].startswith("Basic")
+    assert response.status_code == 401 and "www-authenticate" not in response.headers
     assert set(response.json()) == {"error"}
     assert client.get("/api/2.0/export", params=params, headers=basic("nope")).status_code == 401
     other = new_project(database_url)

@@ -351,7 +351,7 @@ def test_cohort_filter(client: httpx.Client, world: Row) -> None:
 def test_auth(client: httpx.Client, world: Row, database_url: str) -> None:
     body = {"from_date": FROM, "to_date": TO}
     response = client.post("/api/events/query", json=body)
-    assert response.status_code == 401 and response.headers["www-authenticate"].startswith("Basic")
+    assert response.status_code == 401 and "www-authenticate" not in response.headers
     response = client.post("/api/events/query", json=body, headers=basic("wrong"))
     assert response.status_code == 401
     other = new_project(database_url)
