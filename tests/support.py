@@ -52,7 +52,7 @@ class LiveServer:
         scheme = "https" if "ssl_certfile" in uvicorn_options else "http"
         self.url = f"{scheme}://127.0.0.1:{self.port}"
         app = create_app(settings, database_url=database_url)
-        options = {**server_options(), **uvicorn_options}
+        options = {**server_options(settings), **uvicorn_options}
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", **options)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
