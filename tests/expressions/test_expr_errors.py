@@ -30,6 +30,9 @@ from profilestore.expressions.parser import MAX_DEPTH
         ('props["a"] == 1', 'at column 1: expected "properties", "user" or "event"'),
         ('"\\q"', "unknown escape \\q"),
         ("1e999 > 1", "number out of range"),
+        ("9" * 309 + " > 1", "at column 1: number out of range"),  # past a double: OverflowError before
+        ('properties["a"] in [1, -' + "9" * 400 + "]", "number out of range"),
+        ("1 + " + "9" * 5000, "at column 5: number out of range"),  # past int()'s 4,300 digits too
     ],
 )
 def test_errors(text: str, message: str) -> None:

@@ -124,13 +124,13 @@ def _value(node: Node) -> LiteralValue:
 
 
 def _number(token: Token) -> int | float:
+    """A NUMBER token: an int when written without a point or exponent, else a float; a number beyond a
+    double (309 digits and more, 1e400) is out of range, as no stored number can be."""
     text = token.value
-    if text.isdigit():
-        return int(text)
-    value = float(text)
+    value = float(text)  # never raises for a NUMBER: inf past a double's range, however long the text
     if math.isinf(value):
         raise _Error(token, "number out of range")
-    return value
+    return int(text) if text.isdigit() else value
 
 
 def _string(token: Token) -> str:

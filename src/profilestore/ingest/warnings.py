@@ -17,7 +17,7 @@ router = APIRouter()
 async def list_ingestion_warnings(
     project_id: ProjectDep,
     conn: ConnDep,
-    after_id: int = Query(0, ge=0, description="only warnings with a greater id (paging)"),
+    after_id: int = Query(0, ge=0, le=2**63 - 1, description="only warnings with a greater id (paging)"),
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, object]:
     w = ingestion_warnings.c

@@ -3,10 +3,15 @@ wins).
 
 Values that are JSON (lists, objects) arrive as JSON text; anything that is not JSON is a 400 naming the
 parameter.  Each endpoint then validates its own parameters into a pydantic model (schemas.py).
+
+Every value is checked before it can reach Postgres or a stream: a NUL character anywhere (Postgres text
+cannot hold one) is a 400 naming the parameter, and so is an integer outside Postgres's bigint.
 """
 
 from __future__ import annotations
 
+import re
+from datetime import date
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -17,11 +22,17 @@ from profilestore.errors import BadRequest, PayloadTooLarge
 from profilestore.expressions import Node, parse
 
 MAX_PARAMS_BYTES = 10_000_000
+# Every integer parameter is a Postgres bigint (or smaller).
+BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
+NUL_MESSAGE = "must not contain a NUL character (\\u0000)"
+_INTEGER = re.compile(r"[-+]?[0-9]+")
 
 
 async def read_params(request: Request) -> dict[str, Any]:
     """Query string, then the body's parameters over it.  JSON bodies keep their JSON values."""
     params: dict[str, Any] = dict(request.query_params)
+    for name, value in params.items():
+        refuse_nul(name, value)
     if request.method != "POST":
         return params
     body = await request.body()
@@ -37,14 +48,38 @@ async def read_params(request: Request) -> dict[str, Any]:
             raise BadRequest(f"the JSON body is not valid JSON: {exc}") from None
         if not isinstance(parsed, dict):
             raise BadRequest("the JSON body must be an object of parameters")
+        for name, value in parsed.items():
+            refuse_nul(name, value)
         params.update(parsed)
         return params
     try:
         text = body.decode()
     except UnicodeDecodeError:
         raise BadRequest("the form body is not UTF-8") from None
-    params.update(parse_qsl(text, keep_blank_values=True))
+    fields = parse_qsl(text, keep_blank_values=True)
+    for name, value in fields:
+        refuse_nul(name, value)
+    params.update(fields)
     return params
+
+
+def refuse_nul(name: str, value: Any) -> None:
+    """A BadRequest naming the parameter when `value` (or any string or name inside it, or the parameter's
+    own name) holds a NUL: Postgres text cannot, so no property, event or id ever does."""
+    if "\x00" in name:
+        raise BadRequest(f"parameter names {NUL_MESSAGE}")
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise BadRequest(f"{name}: {NUL_MESSAGE}")
+        elif isinstance(item, dict):
+            if any("\x00" in key for key in item):
+                raise BadRequest(f"{name}: {NUL_MESSAGE}")
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 def json_param(params: dict[str, Any], name: str) -> Any:
@@ -53,11 +88,14 @@ def json_param(params: dict[str, Any], name: str) -> Any:
     if value is None or value == "":
         return None
     if not isinstance(value, str):
+        refuse_nul(name, value)
         return value
     try:
-        return orjson.loads(value)
+        decoded = orjson.loads(value)
     except orjson.JSONDecodeError:
         raise BadRequest(f"{name}: not valid JSON") from None
+    refuse_nul(name, decoded)
+    return decoded
 
 
 def text_param(params: dict[str, Any], name: str) -> str | None:
@@ -66,21 +104,52 @@ def text_param(params: dict[str, Any], name: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise BadRequest(f"{name}: must be a string")
+    refuse_nul(name, value)
     return value
 
 
-def int_param(params: dict[str, Any], name: str, *, default: int | None = None) -> int | None:
+def int_param(
+    params: dict[str, Any],
+    name: str,
+    *,
+    default: int | None = None,
+    minimum: int = BIGINT_MIN,
+    maximum: int = BIGINT_MAX,
+) -> int | None:
+    """An integer parameter from `minimum` to `maximum` (by default Postgres's bigint), else a BadRequest."""
     value = params.get(name)
     if value is None or value == "":
         return default
     if isinstance(value, bool):
         raise BadRequest(f"{name}: must be an integer")
+    out_of_range = BadRequest(f"{name}: must be an integer from {minimum} to {maximum}")
     if isinstance(value, int):
-        return value
-    try:
-        return int(str(value))
-    except ValueError:
-        raise BadRequest(f"{name}: must be an integer, got {str(value)[:40]!r}") from None
+        number = value
+    else:
+        text = str(value).strip()
+        if _INTEGER.fullmatch(text) is None:
+            raise BadRequest(f"{name}: must be an integer, got {text[:40]!r}")
+        if len(text) > 40:  # past any bigint: not even converted
+            raise out_of_range
+        number = int(text)
+    if not minimum <= number <= maximum:
+        raise out_of_range
+    return number
+
+
+# The days a date range may name (/api/2.0/export, /api/events/query): events are stored from 1971 on
+# (docs/ingest.md section 5); the far end leaves room for any "until further notice" without reaching the
+# edge of Python's dates (9999-12-31, whose next day the half-open range needs).
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2999, 12, 31)
+
+
+def day_range(from_date: date, to_date: date) -> None:
+    """A BadRequest naming the parameter unless FIRST_DAY <= from_date <= to_date <= LAST_DAY."""
+    for name, day in (("from_date", from_date), ("to_date", to_date)):
+        if not FIRST_DAY <= day <= LAST_DAY:
+            raise BadRequest(f"{name}: must be a day from {FIRST_DAY} to {LAST_DAY}, got {day}")
+    if to_date < from_date:
+        raise BadRequest("to_date: must not be before from_date")
 
 
 def bool_param(params: dict[str, Any], name: str, *, default: bool) -> bool:

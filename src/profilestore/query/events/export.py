@@ -26,7 +26,7 @@ from psycopg.rows import tuple_row
 from profilestore.errors import BadRequest
 from profilestore.expressions import Node, SqlParams, compile_where
 from profilestore.query.events import sql as ev
-from profilestore.query.params import bool_param, int_param, json_param, text_param, where_param
+from profilestore.query.params import bool_param, day_range, int_param, json_param, text_param, where_param
 
 FETCH_ROWS = 5000
 MAX_LIMIT = 100_000
@@ -58,11 +58,8 @@ def events_export_query(params: dict[str, Any]) -> EventsExport:
     """Validates the parameters (query string, form or JSON body); every 400 names the parameter."""
     from_date = ev.parse_day("from_date", params.get("from_date"))
     to_date = ev.parse_day("to_date", params.get("to_date"))
-    if to_date < from_date:
-        raise BadRequest("to_date: must not be before from_date")
-    limit = int_param(params, "limit")
-    if limit is not None and not 1 <= limit <= MAX_LIMIT:
-        raise BadRequest(f"limit: must be between 1 and {MAX_LIMIT}")
+    day_range(from_date, to_date)
+    limit = int_param(params, "limit", minimum=1, maximum=MAX_LIMIT)
     return EventsExport(
         from_date=from_date,
         to_date=to_date,

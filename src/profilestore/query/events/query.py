@@ -31,11 +31,11 @@ from psycopg.rows import tuple_row
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from profilestore.cohorts import cohort_condition
-from profilestore.errors import BadRequest
+from profilestore.errors import BadRequest, Forbidden
 from profilestore.expressions import Node, SqlParams, compile_value, compile_where
 from profilestore.expressions.ast import Property
 from profilestore.query.events import sql as ev
-from profilestore.query.params import where_param
+from profilestore.query.params import day_range, refuse_nul, where_param
 
 MAX_GROUPS = 100_000
 
@@ -97,11 +97,23 @@ class EventsQueryRequest(BaseModel):
     )
     group_by: list[GroupBy] = Field(default_factory=list, max_length=8)
     limit: int = Field(10_000, ge=1, le=MAX_GROUPS, description="at most this many groups")
+    project_id: int | None = Field(
+        None, description="the project (with a service account): checked against the secret's project"
+    )
 
     @model_validator(mode="after")
-    def _range(self) -> EventsQueryRequest:
-        if self.to_date < self.from_date:
-            raise ValueError("to_date must not be before from_date")
+    def _valid(self) -> EventsQueryRequest:
+        """The range within FIRST_DAY..LAST_DAY (params.day_range); no NUL in any text (Postgres cannot
+        hold one, so no event name or property has one)."""
+        try:
+            day_range(self.from_date, self.to_date)
+            refuse_nul("events", self.events)
+            refuse_nul("cohort", self.cohort)
+            for group in self.group_by:
+                if isinstance(group, EventProperty | UserProperty):
+                    refuse_nul("group_by", group.name)
+        except BadRequest as exc:
+            raise ValueError(exc.message) from None
         return self
 
 
@@ -203,6 +215,8 @@ async def query_statement(
 async def query_events(
     conn: AsyncConnection[Any], project_id: int, request: EventsQueryRequest, *, now: float
 ) -> EventsQueryResponse:
+    if request.project_id is not None and request.project_id != project_id:
+        raise Forbidden(f"this secret does not belong to project {request.project_id}")
     statement, params = await query_statement(conn, project_id, request, now=now)
     cur = conn.cursor(row_factory=tuple_row)
     await cur.execute(statement, params)

@@ -7,6 +7,15 @@ per profile grows with the export.
 CSV: `$distinct_id` first, then the chosen properties (all the matching profiles' property names, sorted, when
 none are chosen); strings as their text, numbers and booleans as JSON writes them, lists and objects as JSON
 text, every such cell quoted (RFC 4180); null and missing as empty cells.
+
+Spreadsheet formulas (OWASP's CSV injection): by default (`formula_guard`) a cell whose value is a JSON string
+(the distinct_id and the header's names too) starting with `=`, `+`, `-`, `@`, a tab or a carriage return is
+written with a `'` before it, so that a spreadsheet shows it as text instead of running it.  Numbers are never
+changed: -5 stays -5 (a number is not a formula), while the string "-2+3" becomes '-2+3.  The test is in the
+SQL that writes each cell.
+
+Whatever can fail (the cohort, the filter, the statement itself) fails before the first byte: the header
+goes out with the first rows, once the statement has run.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import orjson
 from psycopg import AsyncConnection, sql
 from psycopg.rows import tuple_row
 
@@ -24,12 +34,17 @@ from profilestore.cohorts import CohortDefinition
 from profilestore.errors import BadRequest
 from profilestore.expressions import Node, SqlParams
 from profilestore.profile_tables import ProfileTable
+from profilestore.query.params import refuse_nul
 from profilestore.query.profiles import sql as q
 from profilestore.query.profiles.rows import Matching, matching
 
 Format = Literal["csv", "jsonl"]
 FETCH_ROWS = 5000
 MAX_COLUMNS = 2000
+# A cell starting with one of these is a formula to a spreadsheet (OWASP): = + - @, tab, carriage return.
+FORMULA_STARTS = "=+-@\t\r"
+_FORMULA_CODES = sql.SQL(", ".join(str(ord(c)) for c in FORMULA_STARTS))
+_QUOTE_BEFORE = sql.SQL("''''")  # the SQL literal of one single quote
 
 
 @dataclass(frozen=True)
@@ -40,21 +55,26 @@ class ExportQuery:
     group_key: str | None = None
     cohort: int | CohortDefinition | None = None  # filter_by_cohort: a saved id or a definition
     all_users: bool = True  # with a cohort: also members with events but no profile (empty cells)
+    formula_guard: bool = True  # CSV: a `'` before each string cell a spreadsheet would run as a formula
+
+    def __post_init__(self) -> None:
+        refuse_nul("data_group_id", self.group_key)
+        refuse_nul("columns", self.columns)
 
 
 def parse_columns(text: str | None) -> list[str] | None:
     """`a,b,c` (or a JSON array, for names holding commas) -> names."""
     if text is None or not text.strip():
         return None
+    refuse_nul("columns", text)
     if text.lstrip().startswith("["):
-        import orjson
-
         try:
             names = orjson.loads(text)
         except orjson.JSONDecodeError:
             raise BadRequest("columns: not a valid JSON array") from None
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise BadRequest("columns: must be a JSON array of property names")
+        refuse_nul("columns", names)
     else:
         names = [n.strip() for n in text.split(",") if n.strip()]
     if len(names) > MAX_COLUMNS:
@@ -75,7 +95,8 @@ async def export_lines(
     now: float,
     stats: ExportStats | None = None,
 ) -> AsyncIterator[bytes]:
-    """The export, in chunks of bytes (header first for CSV); counts the profiles into `stats`."""
+    """The export, in chunks of bytes (for CSV the header leads the first); counts the profiles into
+    `stats`.  Nothing is yielded before the statement has run and given its first rows."""
     stats = stats or ExportStats()
     compiled = SqlParams()
     params: dict[str, Any] = {}
@@ -92,12 +113,13 @@ async def export_lines(
     source, distinct_id, where = found.source, found.distinct_id, found.where
 
     async with conn.transaction():
+        head = b""
         if query.format == "csv":
             columns = query.columns
             if columns is None:
                 columns = await _property_names(conn, found, where, {**compiled.values, **params})
-            yield _csv_header(columns)
-            line = _csv_line(found, columns, params)
+            head = _csv_header(columns, query.formula_guard)
+            line = _csv_line(found, columns, params, query.formula_guard)
         else:
             line = _json_line(found, query.columns, params)
         statement = sql.SQL("SELECT {line} FROM {source} WHERE {where} ORDER BY {id}").format(
@@ -106,9 +128,14 @@ async def export_lines(
         async with conn.cursor(name="profilestore_export", row_factory=tuple_row) as cur:
             cur.itersize = FETCH_ROWS
             await cur.execute(statement, {**compiled.values, **params})
-            while rows := await cur.fetchmany(FETCH_ROWS):
+            rows = await cur.fetchmany(FETCH_ROWS)
+            while rows:
                 stats.profiles += len(rows)
-                yield ("\n".join(r[0] for r in rows) + "\n").encode()
+                yield head + ("\n".join(r[0] for r in rows) + "\n").encode()
+                head = b""
+                rows = await cur.fetchmany(FETCH_ROWS)
+            if head:
+                yield head  # no profile matched: the header alone
 
 
 async def _property_names(
@@ -130,18 +157,24 @@ async def _property_names(
     return names
 
 
-def _csv_header(columns: list[str]) -> bytes:
+def _csv_header(columns: list[str], guard: bool) -> bytes:
+    names = [f"'{n}" if guard and n[:1] and n[0] in FORMULA_STARTS else n for n in columns]
     out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerow(["$distinct_id", *columns])
+    csv.writer(out, lineterminator="\n").writerow(["$distinct_id", *names])
     return out.getvalue().encode()
 
 
-def _text(table: ProfileTable, name: str, placeholder: sql.Placeholder) -> sql.Composable:
-    """A property as text (`->>`: a string's own text, JSON text for the rest, NULL for null or missing)."""
+def _value(
+    table: ProfileTable, name: str, placeholder: sql.Placeholder
+) -> tuple[sql.Composable, sql.Composable]:
+    """A property as text (`->>`: a string's own text, JSON text for the rest, NULL for null or missing),
+    and as jsonb (for its type)."""
     computed = table.scope().properties.computed.get(name)
     if computed is not None:
-        return sql.SQL("({}) #>> '{{}}'").format(computed)
-    return sql.SQL("p.properties ->> {}").format(placeholder)
+        return sql.SQL("({}) #>> '{{}}'").format(computed), sql.SQL("({})").format(computed)
+    return sql.SQL("p.properties ->> {}").format(placeholder), sql.SQL("p.properties -> {}").format(
+        placeholder
+    )
 
 
 def _csv_cell(text: sql.Composable) -> sql.Composable:
@@ -150,11 +183,24 @@ def _csv_cell(text: sql.Composable) -> sql.Composable:
     return sql.SQL("""coalesce('"' || replace({}, '"', '""') || '"', '')""").format(text)
 
 
-def _csv_line(rows: Matching, columns: list[str], params: dict[str, Any]) -> sql.Composable:
-    cells: list[sql.Composable] = [_csv_cell(rows.distinct_id)]
+def _guarded(text: sql.Composable, is_string: sql.Composable) -> sql.Composable:
+    """`text` with a `'` before it when it starts as a formula and `is_string` holds.  The first character
+    is tested with ascii(), the cheapest test measured (a regular expression cost twice as much), and the
+    type only after a hit."""
+    return sql.SQL(
+        "(CASE WHEN ascii({text}) IN ({codes}) AND {is_string} THEN {quote} || ({text}) ELSE {text} END)"
+    ).format(text=text, codes=_FORMULA_CODES, is_string=is_string, quote=_QUOTE_BEFORE)
+
+
+def _csv_line(rows: Matching, columns: list[str], params: dict[str, Any], guard: bool) -> sql.Composable:
+    distinct_id = _guarded(rows.distinct_id, sql.SQL("true")) if guard else rows.distinct_id
+    cells: list[sql.Composable] = [_csv_cell(distinct_id)]
     for i, name in enumerate(columns):
         params[f"c{i}"] = name
-        cells.append(_csv_cell(_text(rows.table, name, sql.Placeholder(f"c{i}"))))
+        text, value = _value(rows.table, name, sql.Placeholder(f"c{i}"))
+        if guard:
+            text = _guarded(text, sql.SQL("jsonb_typeof({}) = 'string'").format(value))
+        cells.append(_csv_cell(text))
     return sql.SQL("concat_ws(',', {})").format(sql.SQL(", ").join(cells))
 
 

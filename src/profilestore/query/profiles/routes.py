@@ -51,6 +51,9 @@ async def export(
     ),
     data_group_id: str | None = Query(None, description="export group profiles of this group key"),
     gzip: bool = Query(False, description="a .gz file (also sent gzip-encoded on Accept-Encoding: gzip)"),
+    csv_formula_guard: bool = Query(
+        True, description="CSV: a ' before string cells starting with = + - @ (a spreadsheet formula)"
+    ),
 ) -> StreamingResponse:
     now = time.time()
     # Resolved here so a malformed value is a 400 naming the parameter; a cohort that cannot be compiled
@@ -63,6 +66,7 @@ async def export(
         group_key=data_group_id,
         cohort=cohort,
         all_users=include_all_users,
+        formula_guard=csv_formula_guard,
     )
 
     media_type = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
