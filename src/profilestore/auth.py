@@ -10,9 +10,10 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 
-from profilestore.errors import BadRequest, Unauthorized
+from profilestore.errors import BadRequest, Forbidden, Unauthorized
 
 
 def hash_secret(secret: str) -> str:
@@ -72,9 +73,32 @@ def parse_credentials(
         basic = (api_key, "")
     if "\x00" in basic[0] or "\x00" in basic[1]:
         raise Unauthorized()  # no secret or token holds a NUL (and Postgres text cannot)
-    raw = (project_id or "").strip()
-    try:
-        wanted = int(raw) if raw else None
-    except ValueError:
-        raise BadRequest("project_id must be an integer") from None
-    return Credentials(basic[0], basic[1], wanted)
+    return Credentials(basic[0], basic[1], project_id_value(project_id))
+
+
+_INTEGER = re.compile(r"[-+]?[0-9]{1,19}")
+
+
+def project_id_value(raw: object) -> int | None:
+    """A `project_id` as sent (text from a query string or a form, a number from a JSON body) -> the id; None
+    when absent or empty; a BadRequest unless it is an integer of Postgres's bigint."""
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        value = raw
+    elif isinstance(raw, str) and _INTEGER.fullmatch(raw.strip()):
+        value = int(raw.strip())
+    else:
+        raise BadRequest("project_id must be an integer")
+    if not -(2**63) <= value < 2**63:
+        raise BadRequest("project_id must be an integer")
+    return value
+
+
+def check_project_id(owner: int, raw: object) -> None:
+    """A `project_id` the request carries besides the one its credentials were checked with (in a POST body,
+    form or JSON: params.body_project_id) must name the same project: Forbidden (403) otherwise, as for
+    the query string's; BadRequest (400) when it is not an integer."""
+    wanted = project_id_value(raw)
+    if wanted is not None and wanted != owner:
+        raise Forbidden(f"this secret does not belong to project {wanted}")

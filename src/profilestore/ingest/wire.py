@@ -6,9 +6,10 @@ SDK's un-encoded base64; sendBeacon `text/plain`; JSON; NDJSON; any of them gzip
 and a list of parsed records.  The JSON itself is read by decode.py, which also refuses, record by record,
 what cannot be stored as it was sent (RejectedRecord).
 
-It raises only `PayloadTooLarge` (raw or decompressed body over the limit; a gzip bomb stops at the limit) and
-`UnsupportedMediaType` (a POST content type or content coding no form uses). Everything else a client can get
-wrong ends as `records=None` with a plain-words `error`, for the endpoint to answer in Mixpanel's shape.
+It raises only `PayloadTooLarge` (raw or decompressed body over the limit; a gzip bomb stops at the limit),
+`UnsupportedMediaType` (a POST content type or content coding no form uses) and `BadRequest` (a form body
+whose `project_id` or `api_key` contradicts the query string's). Everything else a client can get wrong ends
+as `records=None` with a plain-words `error`, for the endpoint to answer in Mixpanel's shape.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import orjson
 from starlette.datastructures import QueryParams
 from starlette.requests import ClientDisconnect, Request
 
-from profilestore.errors import PayloadTooLarge, UnsupportedMediaType
+from profilestore.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from profilestore.ingest.decode import RejectedRecord, read_json
 
 __all__ = ["RejectedRecord", "WireRequest", "read_wire_request"]
@@ -56,6 +57,8 @@ _BOM = b"\xef\xbb\xbf"
 _B64_REPAIR = bytes.maketrans(b"-_ ", b"+/+")
 _B64_DROP = b"\r\n\t"
 
+# /import's credentials beside its Basic auth (docs/ingest.md section 5), checked like the query string's.
+_CREDENTIALS = ("project_id", "api_key")
 _NOT_DECODABLE = "data is not valid base64 or JSON"
 _NOT_RECORDS = "data must be a JSON object or an array of objects"
 
@@ -71,7 +74,8 @@ class WireRequest:
 
 
 async def read_wire_request(request: Request, *, max_body_bytes: int) -> WireRequest:
-    """Decode an ingestion request; raise only PayloadTooLarge (413) or UnsupportedMediaType (415)."""
+    """Decode an ingestion request; raise only PayloadTooLarge (413), UnsupportedMediaType (415) or
+    BadRequest (400: credentials of the body and the query string that disagree)."""
     query = request.query_params
     query_data = query.get("data")
     params: dict[str, str] = {}
@@ -206,6 +210,9 @@ def _read_form(body: bytes, params: dict[str, str], query: QueryParams) -> WireR
             data = value
         else:
             params[name] = value
+    for name in _CREDENTIALS:  # the query string wins, but it may not contradict the body about these
+        if name in params and name in query and params[name].strip() != query[name].strip():
+            raise BadRequest(f"{name}: the query string and the body name different values")
     _merge_query(params, query)
     if data is None:
         data = query.get("data")

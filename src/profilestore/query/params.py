@@ -63,6 +63,27 @@ async def read_params(request: Request) -> dict[str, Any]:
     return params
 
 
+def body_project_id(content_type: str, body: bytes) -> Any:
+    """The `project_id` a POST body carries, as sent (JSON: its value; a form: its text), for authentication
+    to check against the secret's project (auth.check_project_id); None when there is none, or when the body
+    is not readable (the route answers that).  Bodies that do not hold the name are not parsed."""
+    if b"project_id" not in body:
+        return None
+    media_type = content_type.split(";")[0].strip().lower()
+    if media_type == "application/json" or (not media_type and body.lstrip()[:1] == b"{"):
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        return parsed.get("project_id") if isinstance(parsed, dict) else None
+    try:
+        text = body.decode()
+    except UnicodeDecodeError:
+        return None
+    found = [value for name, value in parse_qsl(text, keep_blank_values=True) if name == "project_id"]
+    return found[-1] if found else None
+
+
 def refuse_nul(name: str, value: Any) -> None:
     """A BadRequest naming the parameter when `value` (or any string or name inside it, or the parameter's
     own name) holds a NUL: Postgres text cannot, so no property, event or id ever does."""
