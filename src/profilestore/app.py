@@ -42,6 +42,8 @@ from profilestore.settings import Settings, get_settings
 log = logging.getLogger("profilestore")
 
 TOMBSTONE_SWEEP_SECONDS = 3600.0
+WARNING_SWEEP_SECONDS = 3600.0
+WARNING_SWEEP_BATCH = 10_000
 PARTITION_CHECK_SECONDS = 86400.0
 SESSION_SWEEP_SECONDS = 300.0
 
@@ -64,6 +66,25 @@ async def _sweep_tombstones(app: FastAPI) -> None:
                     "DELETE FROM profile_tombstones WHERE ctid IN (SELECT ctid FROM profile_tombstones"
                     " WHERE delete_until < extract(epoch FROM now()) FOR UPDATE SKIP LOCKED LIMIT 10000)"
                 )
+
+
+async def _sweep_warnings(app: FastAPI) -> None:
+    """Deletes ingestion warnings older than `warning_retention_days` (0: kept) hourly, 10,000 rows a
+    statement until none is left; SKIP LOCKED, as for tombstones."""
+    days = app.state.settings.warning_retention_days
+    while days > 0:
+        await asyncio.sleep(WARNING_SWEEP_SECONDS)
+        with contextlib.suppress(psycopg.Error, PoolTimeout):
+            deleted = WARNING_SWEEP_BATCH
+            while deleted == WARNING_SWEEP_BATCH:
+                async with app.state.pool.connection() as conn:
+                    cur = await conn.execute(
+                        "DELETE FROM ingestion_warnings WHERE id IN (SELECT id FROM ingestion_warnings"
+                        " WHERE created_at < now() - %(days)s * interval '1 day'"
+                        " FOR UPDATE SKIP LOCKED LIMIT %(batch)s)",
+                        {"days": days, "batch": WARNING_SWEEP_BATCH},
+                    )
+                    deleted = cur.rowcount
 
 
 async def _expire_query_sessions(app: FastAPI) -> None:
@@ -107,13 +128,18 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             min_size=settings.pool_min_size,
             max_size=settings.pool_max_size,
             timeout=settings.db_timeout_seconds,
+            settings=settings,
         )
         # Not waiting: a database that is down at start-up gives 503s until it is up, not a crash.
         await pool.open(wait=False)
         app.state.pool = pool
         # The read and admin API's own connections (deps.pool_for): writers cannot take them.
         api_pool = make_pool(
-            url, min_size=1, max_size=settings.api_pool_size, timeout=settings.db_timeout_seconds
+            url,
+            min_size=1,
+            max_size=settings.api_pool_size,
+            timeout=settings.db_timeout_seconds,
+            settings=settings,
         )
         await api_pool.open(wait=False)
         app.state.api_pool = api_pool
@@ -125,17 +151,20 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
                 min_size=1,
                 max_size=settings.pool_max_size,
                 timeout=settings.db_timeout_seconds,
+                settings=settings,
             )
             await read_pool.open(wait=False)
         app.state.read_pool = read_pool
         _tune_gc()
         sweeper = asyncio.create_task(_sweep_tombstones(app))
+        warnings_sweeper = asyncio.create_task(_sweep_warnings(app))
         partitioner = asyncio.create_task(_ensure_partitions(app))
         sessions = asyncio.create_task(_expire_query_sessions(app))
         try:
             yield
         finally:
             sweeper.cancel()
+            warnings_sweeper.cancel()
             partitioner.cancel()
             sessions.cancel()
             await query_sessions.finish_builds(timeout=settings.db_timeout_seconds)

@@ -31,10 +31,15 @@ UNAVAILABLE = (PoolTimeout, psycopg.OperationalError)
 
 
 def unavailable(exc: Exception, settings: Settings) -> DatabaseUnavailable:
-    """The 503 for an unreachable database; what psycopg said goes to the log, never to the client."""
+    """The 503 for an unreachable database, or for a statement cancelled at its time limit
+    (statement_timeout_seconds, db/engine.py); what psycopg said goes to the log, never to the client."""
     log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        message = "the database work of this request ran past its time limit and was stopped"
+    else:
+        message = "database unavailable"
     return DatabaseUnavailable(
-        "database unavailable; nothing was applied, retry later", retry_after=settings.retry_after_seconds
+        f"{message}; nothing was applied, retry later", retry_after=settings.retry_after_seconds
     )
 
 

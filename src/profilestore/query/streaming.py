@@ -18,6 +18,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from profilestore.db.connections import database
+from profilestore.db.engine import long_running
 from profilestore.settings import Settings
 
 
@@ -27,7 +28,10 @@ async def stream(
     lines: Callable[[AsyncConnection[Any]], AsyncIterator[bytes]],
 ) -> AsyncIterator[bytes]:
     async def body() -> AsyncIterator[bytes]:
-        async with database(pool, settings) as conn:
+        # One transaction with the limits of long work (db.engine.long_running): the stream fetches only as
+        # fast as its client reads, so it may wait longer than an ordinary transaction may stay idle.
+        async with database(pool, settings) as conn, conn.transaction():
+            await long_running(conn, settings)
             async for chunk in lines(conn):
                 yield chunk
 

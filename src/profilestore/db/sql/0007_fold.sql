@@ -173,13 +173,13 @@ BEGIN
 END
 $$;
 
--- Bytes a value takes inside an object besides its two 4-byte entries, alignment aside (a scalar standing
--- alone is a one-element array: 4 bytes of varlena header, 4 of array header, 4 of entry; a list or object
--- is its own bytes after the 4-byte varlena header, and starts aligned in both places).
+-- Bytes a value takes inside an object besides its two 4-byte entries, alignment aside: inside a fresh
+-- one-element array, after 4 bytes of varlena header, 4 of array header and 4 of entry, it starts aligned, as
+-- it does in an object after its padding.  (Not pg_column_size(v) itself: a value read from a row may have a
+-- 1-byte header.)
 CREATE FUNCTION profilestore_value_bytes(v jsonb) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE WHEN jsonb_typeof(v) IN ('array', 'object') THEN pg_column_size(v) - 4
-                ELSE pg_column_size(v) - 12 END
+    SELECT pg_column_size(jsonb_build_array(v)) - 12
 $$;
 
 -- Sets the entries of `entries` (an object) on `props` as far as the profile limits allow.  Within the limits
@@ -216,7 +216,7 @@ BEGIN
     -- bytes of alignment before each number, list and object: `bound` counts those 3 bytes always.
     SELECT count(*), count(*) FILTER (WHERE jsonb_typeof(e.value) IN ('number', 'array', 'object'))
     INTO n, aligned FROM jsonb_each(props) AS e;
-    bound := pg_column_size(props) + 3 * aligned;
+    bound := pg_column_size(props || '{}') + 3 * aligned;  -- a 4-byte header, as `merged` has
     FOR k, v IN SELECT e.key, e.value FROM jsonb_each(entries) AS e LOOP
         old := props->k;
         IF old IS NULL AND n >= max_props THEN

@@ -28,6 +28,7 @@ from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
 from profilestore.db.connections import checkout
+from profilestore.db.engine import long_running
 from profilestore.query.profiles import sql as q
 from profilestore.settings import Settings
 
@@ -94,6 +95,8 @@ async def create(
         if small:
             await conn.execute(q.CREATE_SMALL_SESSION, {**params, "total": total})
             await conn.execute("COMMIT")
+        else:
+            await long_running(conn, settings)  # storing every match, in the background, is long work
     except BaseException:
         await _release(pool, conn, commit=False)
         raise
@@ -144,6 +147,8 @@ async def open_session(
     row = await (await conn.execute(q.OPEN_SESSION, params)).fetchone()
     if row is None:
         async with conn.transaction():
+            # As long as the build takes: it is bounded by its own (long) statement timeout.
+            await conn.execute("SELECT set_config('statement_timeout', '0', true)")
             await conn.execute(q.WAIT_FOR_SESSION, params)
         row = await (await conn.execute(q.OPEN_SESSION, params)).fetchone()
         if row is None:
