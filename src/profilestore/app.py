@@ -27,6 +27,7 @@ from profilestore import __version__
 from profilestore.cohorts.routes import router as cohorts_router
 from profilestore.db.engine import make_pool
 from profilestore.deps import PoolDep, SettingsDep
+from profilestore.disconnect import CancelOnDisconnect
 from profilestore.errors import DatabaseUnavailable, ProfilestoreError, error_content
 from profilestore.ingest.events.routes import router as event_ingest_router
 from profilestore.ingest.profiles.routes import router as profile_ingest_router
@@ -183,7 +184,9 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     )
     app.state.settings = settings
     app.state.tokens = TokenCache()
-    # Added innermost first: a request crosses SecurityHeaders, Cors, CatchAll, then ApiGuard.
+    # Added innermost first: a request crosses SecurityHeaders, Cors, CatchAll, ApiGuard, then
+    # CancelOnDisconnect (a client gone before its answer stops the work: disconnect.py).
+    app.add_middleware(CancelOnDisconnect)
     app.add_middleware(ApiGuard)
     app.add_middleware(CatchAll)
     app.add_middleware(Cors, origins=settings.cors_origins)
