@@ -176,3 +176,50 @@ def test_profile_export(
     assert response.status_code == 400, body
     answer = orjson.loads(body)
     assert answer["error"] == "BadRequest" and answer["detail"].startswith(f"{parameter}:"), answer
+
+
+# --- cohorts: definitions and bodies ------------------------------------------------------------------------
+
+WINDOW_9999 = {
+    "op": "and",
+    "filters": [{"type": "event", "event": "e", "window": {"from": "2025-01-01", "to": "9999-12-31"}}],
+}
+
+
+def test_cohort_window_past_the_span(client: httpx.Client, world: Row) -> None:
+    response = get(
+        client, world, "/api/2.0/engage", filter_by_cohort=orjson.dumps({"raw_cohort": WINDOW_9999}).decode()
+    )
+    message = mixpanel_400(response, "filter_by_cohort")
+    assert "must be days from 1970-01-01 to 2999-12-31" in message
+    created = client.post(
+        "/api/cohorts", json={"name": "w", "definition": WINDOW_9999}, auth=(world["api_secret"], "")
+    )
+    assert created.status_code == 400, created.text
+    assert "must be days from 1970-01-01 to 2999-12-31" in created.text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": "n\x00", "distinct_ids": ["u1"]},
+        {"name": "n", "description": "\x00", "distinct_ids": ["u1"]},
+        {"name": "n", "distinct_ids": ["u1", "u\x00"]},
+        {"name": "n", "definition": {"op": "and", "filters": [{"type": "event", "event": "e\x00"}]}},
+    ],
+    ids=["name", "description", "distinct_ids", "definition"],
+)
+def test_cohort_bodies_with_nul(body: Row, client: httpx.Client, world: Row) -> None:
+    response = client.post("/api/cohorts", json=body, auth=(world["api_secret"], ""))
+    assert response.status_code == 400, response.text
+    [problem] = response.json()["detail"]
+    assert problem["field"].startswith("body.") and NUL in problem["message"], problem
+
+
+def test_cohort_members_after_with_nul(client: httpx.Client, world: Row) -> None:
+    auth = (world["api_secret"], "")
+    created = client.post("/api/cohorts", json={"name": "static", "distinct_ids": ["u1"]}, auth=auth)
+    assert created.status_code in (200, 201), created.text
+    response = get(client, world, f"/api/cohorts/{created.json()['id']}/members", after="u\x00")
+    assert response.status_code == 400, response.text
+    assert response.json() == {"error": "BadRequest", "detail": f"after: {NUL}"}

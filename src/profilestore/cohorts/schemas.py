@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -41,12 +42,20 @@ from profilestore.cohorts.legacy import from_legacy
 from profilestore.cohorts.paths import join_path
 from profilestore.errors import BadRequest
 from profilestore.expressions import ExpressionError, Node, parse
+from profilestore.storable import FIRST_DAY, LAST_DAY, NUL_MESSAGE, day_in_span, holds_nul
 
 MAX_FILTERS = 200
 MAX_WINDOW_DAYS = 36_600
 
 CountOp = Literal[">=", "<=", "=="]
 Unit = Literal["day", "week", "month"]
+
+
+def _storable(value: Any) -> Any:
+    """Text Postgres can hold (no NUL anywhere in it: storable.py)."""
+    if holds_nul(value):
+        raise ValueError(NUL_MESSAGE)
+    return value
 
 
 class _Strict(BaseModel):
@@ -86,6 +95,8 @@ class Window(_Strict):
                 raise ValueError('"from" and "to" go together')
             if self.from_ > self.to:
                 raise ValueError('"from" is after "to"')
+            if not (day_in_span(self.from_) and day_in_span(self.to)):
+                raise ValueError(f'"from" and "to" must be days from {FIRST_DAY} to {LAST_DAY}')
         return self
 
 
@@ -140,7 +151,7 @@ class EventFilter(_Strict):
     """Did `event` (of those matching `where`, over event properties) `count` times within `window`."""
 
     type: Literal["event"]
-    event: Annotated[str, Field(min_length=1, max_length=255)]
+    event: Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_storable)]
     where: str | None = None
     count: Count = Count(op=">=", value=1)
     window: Window | None = None
@@ -162,7 +173,7 @@ class CohortFilter(_Strict):
     """Membership of another saved cohort of the same project."""
 
     type: Literal["cohort"]
-    id: Annotated[int, Field(ge=1, strict=True)]
+    id: Annotated[int, Field(ge=1, le=2**63 - 1, strict=True)]
     negate: bool = False
 
 
@@ -296,10 +307,12 @@ class CohortCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, Field(min_length=1, max_length=255)]
-    description: Annotated[str, Field(max_length=10_000)] = ""
-    definition: dict[str, Any] | None = Field(None, description=_DEFINITION_DOC)
-    distinct_ids: list[Annotated[str, Field(max_length=255)]] | None = Field(
+    name: Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_storable)]
+    description: Annotated[str, Field(max_length=10_000), AfterValidator(_storable)] = ""
+    definition: Annotated[dict[str, Any] | None, AfterValidator(_storable)] = Field(
+        None, description=_DEFINITION_DOC
+    )
+    distinct_ids: list[Annotated[str, Field(max_length=255), AfterValidator(_storable)]] | None = Field(
         None, max_length=1_000_000, description="the members of a static cohort"
     )
 
@@ -309,10 +322,14 @@ class CohortUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, Field(min_length=1, max_length=255)] | None = None
-    description: Annotated[str, Field(max_length=10_000)] | None = None
-    definition: dict[str, Any] | None = Field(None, description=_DEFINITION_DOC)
-    distinct_ids: list[Annotated[str, Field(max_length=255)]] | None = Field(None, max_length=1_000_000)
+    name: Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_storable)] | None = None
+    description: Annotated[str, Field(max_length=10_000), AfterValidator(_storable)] | None = None
+    definition: Annotated[dict[str, Any] | None, AfterValidator(_storable)] = Field(
+        None, description=_DEFINITION_DOC
+    )
+    distinct_ids: list[Annotated[str, Field(max_length=255), AfterValidator(_storable)]] | None = Field(
+        None, max_length=1_000_000
+    )
 
 
 class CohortOut(BaseModel):

@@ -29,6 +29,7 @@ from profilestore.cohorts.schemas import (
 )
 from profilestore.errors import BadRequest, Conflict, NotFound
 from profilestore.expressions import SqlParams
+from profilestore.storable import NUL_MESSAGE, holds_nul
 
 MAX_PAGE = 10_000
 _COLUMNS = "id, project_id, name, description, is_static, definition, created_at, updated_at"
@@ -156,6 +157,8 @@ async def members_page(
     """One page of members ordered by distinct_id, after the id `after` (keyset)."""
     if not 1 <= limit <= MAX_PAGE:
         raise BadRequest(f"limit: must be between 1 and {MAX_PAGE}")
+    if after is not None and holds_nul(after):
+        raise BadRequest(f"after: {NUL_MESSAGE}")
     await get_cohort(conn, project_id, cohort_id)
     params = SqlParams()
     users = universe(params, project_id, all_users=all_users)

@@ -20,11 +20,11 @@ from fastapi import Request
 
 from profilestore.errors import BadRequest, PayloadTooLarge
 from profilestore.expressions import Node, parse
+from profilestore.storable import FIRST_DAY, LAST_DAY, NUL_MESSAGE, day_in_span, holds_nul
 
 MAX_PARAMS_BYTES = 10_000_000
 # Every integer parameter is a Postgres bigint (or smaller).
 BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
-NUL_MESSAGE = "must not contain a NUL character (\\u0000)"
 _INTEGER = re.compile(r"[-+]?[0-9]+")
 
 
@@ -89,18 +89,8 @@ def refuse_nul(name: str, value: Any) -> None:
     own name) holds a NUL: Postgres text cannot, so no property, event or id ever does."""
     if "\x00" in name:
         raise BadRequest(f"parameter names {NUL_MESSAGE}")
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                raise BadRequest(f"{name}: {NUL_MESSAGE}")
-        elif isinstance(item, dict):
-            if any("\x00" in key for key in item):
-                raise BadRequest(f"{name}: {NUL_MESSAGE}")
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
+    if holds_nul(value):
+        raise BadRequest(f"{name}: {NUL_MESSAGE}")
 
 
 def json_param(params: dict[str, Any], name: str) -> Any:
@@ -158,16 +148,11 @@ def int_param(
     return number
 
 
-# The days a date range may name (/api/2.0/export, /api/events/query): events are stored from 1971 on
-# (docs/ingest.md section 5); the far end leaves room for any "until further notice" without reaching the
-# edge of Python's dates (9999-12-31, whose next day the half-open range needs).
-FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2999, 12, 31)
-
-
 def day_range(from_date: date, to_date: date) -> None:
-    """A BadRequest naming the parameter unless FIRST_DAY <= from_date <= to_date <= LAST_DAY."""
+    """A BadRequest naming the parameter unless FIRST_DAY <= from_date <= to_date <= LAST_DAY (storable.py:
+    the days a request may name)."""
     for name, day in (("from_date", from_date), ("to_date", to_date)):
-        if not FIRST_DAY <= day <= LAST_DAY:
+        if not day_in_span(day):
             raise BadRequest(f"{name}: must be a day from {FIRST_DAY} to {LAST_DAY}, got {day}")
     if to_date < from_date:
         raise BadRequest("to_date: must not be before from_date")

@@ -12,7 +12,9 @@ Spreadsheet formulas (OWASP's CSV injection): by default (`formula_guard`) a cel
 (the distinct_id and the header's names too) starting with `=`, `+`, `-`, `@`, a tab or a carriage return is
 written with a `'` before it, so that a spreadsheet shows it as text instead of running it.  Numbers are never
 changed: -5 stays -5 (a number is not a formula), while the string "-2+3" becomes '-2+3.  The test is in the
-SQL that writes each cell.
+SQL that writes each cell (`_guarded`); it costs a second `->>` of each cell, measured on 100,000 profiles of
+15 properties: every column 114,000 -> 88,000 profiles/s, 6 columns 342,000 -> 277,000 (a loaded 2-core
+machine); `formula_guard=False` writes the values untouched.
 
 Whatever can fail (the cohort, the filter, the statement itself) fails before the first byte: the header
 goes out with the first rows, once the statement has run.
