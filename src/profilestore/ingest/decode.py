@@ -275,9 +275,9 @@ def _elements(raw: bytes) -> list[bytes] | None:
     """The elements of a top-level JSON array as texts; None unless the array is complete (its closing
     bracket last) and no element is empty.  Their own syntax is left to the reader."""
     start = _skip_space(raw, 0)
-    if start >= len(raw) or raw[start] != ord("["):
-        return None
     end = len(raw.rstrip(b" \t\r\n"))
+    if start >= end or raw[start] != ord("[") or raw[end - 1] != ord("]"):
+        return None  # not an array, or one cut short: not worth a scan
     parts: list[bytes] = []
     depth = 0
     begin = start + 1
