@@ -61,8 +61,9 @@ class Settings(BaseSettings):
     long_statement_timeout_seconds: float = 600.0
     export_idle_timeout_seconds: float = 600.0
     # List elements one request's $union, $append and $remove may handle (the stored lists' and the operands'
-    # together); a list operation past it is refused with an ingestion warning, the rest applies.
-    max_list_elements_per_request: int = 2_000_000
+    # together: 2,000 records on lists of 500); a list operation past it is refused with an ingestion warning,
+    # the rest applies.
+    max_list_elements_per_request: int = 1_000_000
     # Ingestion warnings one request records per project; one more row counts the rest.
     max_warnings_per_request: int = 100
     # Ingestion warnings are deleted this long after they were recorded (swept hourly).

@@ -118,3 +118,29 @@ def test_a_full_profile_refuses_every_growth(small_profiles: LiveServer, databas
         row = stored(db, project)
     assert row["size"] <= MAX_BYTES
     assert len(warnings_of(db, project)) > 0
+
+
+@pytest.fixture(scope="module")
+def few_properties(database_url: str) -> Iterator[LiveServer]:
+    with LiveServer(database_url, make_settings(max_profile_properties=100)) as live:
+        yield live
+
+
+def test_the_times_of_unset_names_are_bounded(few_properties: LiveServer, database_url: str, db: DB) -> None:
+    """$unset of ever new names leaves a tombstone time each: a profile keeps the times of at most twice as
+    many names as it may have properties, forgetting the oldest tombstones, so its times (and the work of each
+    update) stay bounded."""
+    project = new_project(database_url)
+    names = [f"name-{i:04}" for i in range(1_000)]
+    with httpx.Client(base_url=few_properties.url, timeout=30) as client:
+        post(client, [update(project, 0, set={"a": 1})])
+        post(client, [update(project, 10 + i, unset=names[i * 200 : (i + 1) * 200]) for i in range(5)])
+        row = db.execute(
+            "SELECT prop_times FROM profiles WHERE project_id = %s AND distinct_id = 'u1'", (project["id"],)
+        ).fetchone()
+        assert row is not None
+        times = row["prop_times"]
+        assert len(times) <= 200 and names[-1] in times and names[0] not in times and "a" in times
+        # Older than both unsets: the newest is remembered and drops it, the oldest was forgotten.
+        post(client, [update(project, 5, set={names[-1]: "late", names[0]: "early"})])
+    assert stored(db, project)["properties"] == {"a": 1, names[0]: "early"}

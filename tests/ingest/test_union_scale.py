@@ -83,7 +83,7 @@ def test_a_union_of_8000_strings_onto_a_stored_list(client: httpx.Client, projec
 
 def test_many_unions_into_one_big_list_in_one_request(client: httpx.Client, project: Row, db: DB) -> None:
     """2,000 records each adding one value to a list of 2,000: 4 million elements of work in all, more
-    than the default budget of 2 million, so the unions past it are refused, with warnings, fast."""
+    than the default budget of 1 million, so the unions past it are refused, with warnings, fast."""
     post(client, [record(project, 0, set={"l": list(range(2_000))})])
     batch = [record(project, 1 + i, union={"l": [10_000 + i]}, set={"n": i}) for i in range(2_000)]
     elapsed = post(client, batch)

@@ -10,7 +10,8 @@
 -- * a request records at most so many ingestion warnings per project, and one summary row counting the rest
 --   (profilestore_warn);
 -- * an `$add` whose result a double or a 64-bit integer cannot hold exactly is refused like any conflict
---   (profilestore_exact), as /engage refuses such a number sent directly.
+--   (profilestore_exact), as /engage refuses such a number sent directly;
+-- * a profile keeps the times of at most 2 * max_props names: past that the oldest $unset tombstones go.
 --
 -- This is the general ("slow") path of the /engage write; the statement in ingest/profiles/sql.py takes a fast
 -- path in plain SQL for the common case (one `$set` newer than everything stored) and calls this function for
@@ -265,6 +266,7 @@ DECLARE
     total numeric;
     keys text[];
     vals jsonb[];
+    n_times bigint;  -- names in times, once counted (NULL: not yet)
 BEGIN
     -- An expired deletion no longer drops stale updates.
     IF del_until IS NOT NULL AND del_until <= now_t THEN
@@ -272,7 +274,7 @@ BEGIN
     END IF;
     exists_ := coalesce(exists_, false);
     IF NOT exists_ THEN
-        props := '{}'; times := '{}'; last_seen := NULL; max_time := del_t;
+        props := '{}'; times := '{}'; last_seen := NULL; max_time := del_t; n_times := 0;
     ELSE
         -- Concatenating an empty object hands back the value decompressed: read once, not at every lookup.
         props := props || '{}';
@@ -284,7 +286,7 @@ BEGIN
 
         IF u ? 'del' THEN
             -- Deletion always works, whatever the property times, and leaves a profile tombstone.
-            exists_ := false; props := '{}'; times := '{}'; last_seen := NULL;
+            exists_ := false; props := '{}'; times := '{}'; last_seen := NULL; n_times := 0;
             del_t := greatest(del_t, t);
             del_until := now_t + tomb_secs;
             max_time := del_t;
@@ -296,7 +298,7 @@ BEGIN
         IF NOT exists_ THEN
             -- $remove and $unset never create a profile; every other operation does.
             CONTINUE WHEN NOT (u ? 'set' OR u ? 'once' OR u ? 'add' OR u ? 'union' OR u ? 'append');
-            exists_ := true; props := '{}'; times := '{}';
+            exists_ := true; props := '{}'; times := '{}'; n_times := 0;
         END IF;
 
         -- $set k at T applies if T >= time(k).
@@ -306,6 +308,9 @@ BEGIN
             IF entries IS NOT NULL THEN
                 SELECT p.merged, p.applied INTO props, entries
                 FROM profilestore_put(props, entries, max_props, max_bytes, project, kind, entity, '$set') AS p;
+                IF n_times IS NOT NULL THEN
+                    n_times := n_times + (SELECT count(*) FROM jsonb_object_keys(entries) AS a(k) WHERE NOT times ? a.k);
+                END IF;
                 times := times || coalesce((SELECT jsonb_object_agg(a.k, t) FROM jsonb_object_keys(entries) AS a(k)),
                                            '{}');
             END IF;
@@ -319,6 +324,9 @@ BEGIN
             IF entries IS NOT NULL THEN
                 SELECT p.merged, p.applied INTO props, entries
                 FROM profilestore_put(props, entries, max_props, max_bytes, project, kind, entity, '$set_once') AS p;
+                IF n_times IS NOT NULL THEN
+                    n_times := n_times + (SELECT count(*) FROM jsonb_object_keys(entries) AS a(k) WHERE NOT times ? a.k);
+                END IF;
                 times := times || coalesce((SELECT jsonb_object_agg(a.k, jsonb_build_array(t, 'o'))
                                             FROM jsonb_object_keys(entries) AS a(k)), '{}');
             END IF;
@@ -437,9 +445,31 @@ BEGIN
             SELECT array_agg(e.k) INTO keys FROM jsonb_array_elements_text(u->'unset') AS e(k)
             WHERE times->e.k IS NULL OR t >= profilestore_time(times->e.k);
             IF keys IS NOT NULL THEN
-                props := props - keys;
+                -- Only the names it has (`jsonb - text[]` compares every key with every name given).
+                props := props - ARRAY(SELECT a.k FROM unnest(keys) AS a(k) WHERE props ? a.k);
+                IF n_times IS NOT NULL THEN
+                    n_times := n_times + (SELECT count(DISTINCT a.k) FROM unnest(keys) AS a(k) WHERE NOT times ? a.k);
+                END IF;
                 times := times || (SELECT jsonb_object_agg(a.k, jsonb_build_array(t, 'u')) FROM unnest(keys) AS a(k));
             END IF;
+        END IF;
+
+        -- The times of at most 2 * max_props names: past that, the $unset tombstones of the oldest T go, down
+        -- to 1.5 * max_props names, so that unsetting ever new names cannot grow the times, and the work of
+        -- every later update, without end (an update older than a forgotten $unset then applies).  Names are
+        -- counted once (an entry takes at least 8 bytes: a smaller object has too few), then kept count of.
+        IF n_times IS NULL AND pg_column_size(times) > 16 * max_props THEN
+            n_times := (SELECT count(*) FROM jsonb_object_keys(times));
+        END IF;
+        IF n_times > 2 * max_props THEN
+            SELECT jsonb_object_agg(o.key, o.value), count(*) INTO times, n_times FROM (
+                SELECT e.key, e.value, coalesce(e.value->>1 = 'u', false) AS tombstone,
+                       row_number() OVER (PARTITION BY coalesce(e.value->>1 = 'u', false)
+                                          ORDER BY (e.value->>0)::float8 DESC, e.key DESC) AS newest,
+                       count(*) FILTER (WHERE coalesce(e.value->>1 = 'u', false) IS NOT TRUE) OVER () AS others
+                FROM jsonb_each(times) AS e
+            ) AS o
+            WHERE NOT o.tombstone OR o.newest <= max_props * 3 / 2 - o.others;
         END IF;
 
         max_time := greatest(max_time, t);
