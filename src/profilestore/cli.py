@@ -90,7 +90,7 @@ def serve(
         ssl_keyfile=ssl_keyfile,
         access_log=access_log,
         log_level="info",
-        **uvicorn_options(),
+        **uvicorn_options(settings),
     )
 
 
@@ -143,6 +143,13 @@ def export_command(
     columns: Annotated[str | None, typer.Option(help="Properties to export, comma-separated.")] = None,
     format: Annotated[str, typer.Option("--format", help="csv or jsonl.")] = "csv",
     output: Annotated[str | None, typer.Option("-o", "--output", help="A file (default: stdout).")] = None,
+    formula_guard: Annotated[
+        bool,
+        typer.Option(
+            "--formula-guard/--no-formula-guard",
+            help="CSV: a ' before string cells starting with = + - @ (a spreadsheet formula).",
+        ),
+    ] = True,
 ) -> None:
     """Stream every matching profile as CSV or JSONL, in constant memory."""
     from profilestore.query.params import where_param
@@ -161,6 +168,7 @@ def export_command(
             where=where_param("--where", where),
             columns=parse_columns(columns),
             cohort=cohort,
+            formula_guard=formula_guard,
         )
         stats = ExportStats()
         with open(output, "wb") if output else os.fdopen(os.dup(1), "wb") as out:
