@@ -87,7 +87,7 @@ CREATE FUNCTION profilestore_list_work(elements bigint) RETURNS boolean LANGUAGE
 DECLARE
     done bigint := coalesce(profilestore_counter('profilestore.list_work'), 0) + elements;
 BEGIN
-    IF done > coalesce(profilestore_counter('profilestore.max_list_work'), 2000000) THEN
+    IF done > coalesce(profilestore_counter('profilestore.max_list_work'), 1000000) THEN
         RETURN false;
     END IF;
     PERFORM set_config('profilestore.list_work', done::text, true);
@@ -207,9 +207,12 @@ DECLARE
 BEGIN
     merged := props || entries;
     size_ := pg_column_size(merged);
-    -- Each pair costs at least 8 bytes of JSONB header, so a small object cannot hold too many keys.
+    -- Each pair costs at least 8 bytes of JSONB header, so a small object cannot hold too many keys; and
+    -- entries that all replace properties add none.
     IF size_ <= max_bytes
-       AND (size_ <= 8 * max_props OR (SELECT count(*) FROM jsonb_object_keys(merged)) <= max_props) THEN
+       AND (size_ <= 8 * max_props
+            OR NOT EXISTS (SELECT FROM jsonb_object_keys(entries) AS e(k) WHERE NOT props ? e.k)
+            OR (SELECT count(*) FROM jsonb_object_keys(merged)) <= max_props) THEN
         applied := entries;
         RETURN;
     END IF;
