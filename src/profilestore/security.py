@@ -30,6 +30,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from profilestore.db.connections import unavailable
 from profilestore.deps import API_PREFIX, PROJECT_SCOPE_KEY, authenticate, pool_for
 from profilestore.errors import (
     DatabaseUnavailable,
@@ -134,6 +135,8 @@ def _as_error(scope: Scope, exc: Exception) -> ProfilestoreError:
         return exc
     if isinstance(exc, (PoolTimeout, psycopg.OperationalError)):
         settings: Settings = scope["app"].state.settings
+        if isinstance(exc, psycopg.errors.QueryCanceled):
+            return unavailable(exc, settings)  # a statement past its time limit says so
         return DatabaseUnavailable(retry_after=settings.retry_after_seconds)
     log.error("unexpected error on %s %s", scope["method"], scope["path"], exc_info=exc)
     return InternalError()

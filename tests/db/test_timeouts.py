@@ -138,7 +138,7 @@ def test_a_read_past_the_time_limit_is_a_503_json_error(
     assert "retry-after" in response.headers
     body = response.json()
     message = body["error"] if path.startswith("/api/2.0/") else body["detail"]
-    assert isinstance(message, str) and message
+    assert "time limit" in message and "nothing was applied" in message
     assert "cancel" not in response.text.lower() and "QueryCanceled" not in response.text
     assert elapsed < 10
 
