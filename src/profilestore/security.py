@@ -30,6 +30,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from profilestore import auth
 from profilestore.db.connections import unavailable
 from profilestore.deps import API_PREFIX, PROJECT_SCOPE_KEY, authenticate, pool_for
 from profilestore.errors import (
@@ -40,6 +41,7 @@ from profilestore.errors import (
     error_content,
 )
 from profilestore.ingest.responses import ingest_error_response
+from profilestore.query import params
 from profilestore.settings import Settings
 
 log = logging.getLogger("profilestore")
@@ -177,6 +179,9 @@ class ApiGuard:
                 pool_for(state, scope["path"]), settings, headers.get("authorization"), project_id
             )
             body = await _read_body(receive, headers, settings.max_api_body_bytes)
+            # A project_id in a POST body must name the credentials' project too, as the query string's must.
+            sent = params.body_project_id(headers.get("content-type", ""), body)
+            auth.check_project_id(scope[PROJECT_SCOPE_KEY], sent)
         except ProfilestoreError as exc:
             # A body left unread (all of it, or the part past the cap) is not read: the connection closes.
             close = body is None and _has_body(headers)

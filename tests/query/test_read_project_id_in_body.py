@@ -14,12 +14,6 @@ from profilestore.query.params import body_project_id
 
 Row = dict[str, Any]
 RANGE = {"from_date": "2025-01-01", "to_date": "2025-01-31"}
-# The check is called by the read API's authentication (security.ApiGuard) once it has read the body; until it
-# does, only /api/events/query (whose own model takes project_id) answers 403.
-NEEDS_GUARD = pytest.mark.xfail(
-    strict=True,
-    reason="security.ApiGuard must call auth.check_project_id(owner, params.body_project_id(...))",
-)
 
 
 def test_events_query_body(client: httpx.Client, project: Row) -> None:
@@ -34,7 +28,6 @@ def test_events_query_body(client: httpx.Client, project: Row) -> None:
     assert own.status_code == 200, own.text
 
 
-@NEEDS_GUARD
 @pytest.mark.parametrize("path", ["/api/2.0/engage", "/api/query/engage", "/api/2.0/export"])
 @pytest.mark.parametrize("encoding", ["form", "json"])
 def test_mixpanel_paths(path: str, encoding: str, client: httpx.Client, project: Row) -> None:
