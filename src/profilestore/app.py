@@ -20,7 +20,7 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from psycopg_pool import PoolTimeout
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from profilestore import __version__
@@ -124,37 +124,20 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = database_url or resolve_database_url(settings)
-        pool = make_pool(
-            url,
-            min_size=settings.pool_min_size,
-            max_size=settings.pool_max_size,
-            timeout=settings.db_timeout_seconds,
-            settings=settings,
-        )
-        # Not waiting: a database that is down at start-up gives 503s until it is up, not a crash.
-        await pool.open(wait=False)
-        app.state.pool = pool
+
+        async def open_pool(dsn: str, min_size: int, max_size: int) -> AsyncConnectionPool:
+            pool = make_pool(dsn, settings, min_size=min_size, max_size=max_size)
+            # Not waiting: a database that is down at start-up gives 503s until it is up, not a crash.
+            await pool.open(wait=False)
+            return pool
+
+        pool = app.state.pool = await open_pool(url, settings.pool_min_size, settings.pool_max_size)
         # The read and admin API's own connections (deps.pool_for): writers cannot take them.
-        api_pool = make_pool(
-            url,
-            min_size=1,
-            max_size=settings.api_pool_size,
-            timeout=settings.db_timeout_seconds,
-            settings=settings,
-        )
-        await api_pool.open(wait=False)
-        app.state.api_pool = api_pool
+        api_pool = app.state.api_pool = await open_pool(url, 1, settings.api_pool_size)
         # READ_DATABASE_URL: a streaming replica for the reads that write nothing (exports, event queries).
         read_pool = api_pool
         if settings.read_database_url:
-            read_pool = make_pool(
-                settings.read_database_url,
-                min_size=1,
-                max_size=settings.pool_max_size,
-                timeout=settings.db_timeout_seconds,
-                settings=settings,
-            )
-            await read_pool.open(wait=False)
+            read_pool = await open_pool(settings.read_database_url, 1, settings.pool_max_size)
         app.state.read_pool = read_pool
         _tune_gc()
         sweeper = asyncio.create_task(_sweep_tombstones(app))

@@ -48,22 +48,21 @@ def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000)) if seconds > 0 else 0
 
 
-def make_pool(
-    dsn: str, *, min_size: int, max_size: int, timeout: float, settings: Settings | None = None
-) -> AsyncConnectionPool:
+def make_pool(dsn: str, settings: Settings, *, min_size: int, max_size: int) -> AsyncConnectionPool:
     """An unopened pool; the lifespan opens it without waiting (a down database is a 503, not a crash).
-    With `settings`, its connections cancel a statement after `statement_timeout_seconds` and close when
-    idle in a transaction for `idle_in_transaction_timeout_seconds`, so no request holds Postgres for
-    longer (long_running lifts both for one transaction)."""
+    A request waits `db_timeout_seconds` for a connection; its connections cancel a statement after
+    `statement_timeout_seconds` and close when idle in a transaction for
+    `idle_in_transaction_timeout_seconds`, so no request holds Postgres for longer (long_running lifts both
+    for one transaction)."""
     # JIT off: it compiles a statement whose estimated cost is high, which a misestimate easily makes, and
     # costs more than it saves at this service's query sizes (measured: a cohort count over 1M profiles
     # and 10M events, 1.8 s without JIT, 2.3 s with it, 1.9 s of which compiling).
-    options = "-c jit=off"
-    if settings is not None:
-        options += (
-            f" -c statement_timeout={_ms(settings.statement_timeout_seconds)}"
-            f" -c idle_in_transaction_session_timeout={_ms(settings.idle_in_transaction_timeout_seconds)}"
-        )
+    options = (
+        "-c jit=off"
+        f" -c statement_timeout={_ms(settings.statement_timeout_seconds)}"
+        f" -c idle_in_transaction_session_timeout={_ms(settings.idle_in_transaction_timeout_seconds)}"
+    )
+    timeout = settings.db_timeout_seconds
     return AsyncConnectionPool(
         libpq_dsn(dsn),
         min_size=min_size,
