@@ -148,8 +148,7 @@ def _error_response(scope: Scope, exc: ProfilestoreError, headers: dict[str, str
     """`exc` in the shape of the path: ingestion's (Mixpanel's ingestion answers) or the read API's."""
     all_headers = {**exc.headers, **(headers or {})}
     if scope["path"] in INGESTION_PATHS:
-        params = dict(_query_params(scope))
-        response = ingest_error_response(params, exc)
+        response = ingest_error_response(dict(_query_params(scope)), exc)
         response.headers.update(all_headers)
         return response
     return JSONResponse(error_content(scope["path"], exc), status_code=exc.status_code, headers=all_headers)
