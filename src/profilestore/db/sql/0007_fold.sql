@@ -95,6 +95,27 @@ BEGIN
 END
 $$;
 
+-- Whether a list operation may go on with `cur`, the stored value: a list, and `elements` of work within the
+-- request's budget (profilestore_list_work); otherwise the conflict is recorded as a warning and it may not.
+CREATE FUNCTION profilestore_list_ok(
+    project bigint, kind text, entity text, operation text, property text, cur jsonb, elements bigint
+) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    IF jsonb_typeof(cur) <> 'array' THEN
+        PERFORM profilestore_warn(project, kind, entity, operation, property,
+                                  'the stored value is a ' || jsonb_typeof(cur) || ', not a list');
+        RETURN false;
+    END IF;
+    IF NOT profilestore_list_work(jsonb_array_length(cur) + elements) THEN
+        PERFORM profilestore_warn(project, kind, entity, operation, property, format(
+            'the list operations of this request are over their budget of %s elements',
+            profilestore_counter('profilestore.max_list_work')));
+        RETURN false;
+    END IF;
+    RETURN true;
+END
+$$;
+
 -- Whether /engage would store this number as sent (ingest/wire.py): an integer orjson reads as one (from
 -- -2^63 to 2^64 - 1), or a number equal to the shortest decimal of a double (float8 output with
 -- extra_float_digits >= 1 is that decimal).
@@ -368,17 +389,7 @@ BEGIN
             keys := '{}'; vals := '{}';
             FOR k, v IN SELECT e.key, e.value FROM jsonb_each(u->'union') AS e LOOP
                 cur := coalesce(props->k, '[]');
-                IF jsonb_typeof(cur) <> 'array' THEN
-                    PERFORM profilestore_warn(project, kind, entity, '$union', k,
-                                              'the stored value is a ' || jsonb_typeof(cur) || ', not a list');
-                    CONTINUE;
-                END IF;
-                IF NOT profilestore_list_work(jsonb_array_length(cur) + jsonb_array_length(v)) THEN
-                    PERFORM profilestore_warn(project, kind, entity, '$union', k, format(
-                        'the list operations of this request are over their budget of %s elements',
-                        profilestore_counter('profilestore.max_list_work')));
-                    CONTINUE;
-                END IF;
+                CONTINUE WHEN NOT profilestore_list_ok(project, kind, entity, '$union', k, cur, jsonb_array_length(v));
                 added := profilestore_union_added(cur, v);
                 CONTINUE WHEN added = '[]' AND props ? k;  -- nothing new
                 keys := array_append(keys, k);
@@ -395,17 +406,7 @@ BEGIN
             keys := '{}'; vals := '{}';
             FOR k, v IN SELECT e.key, e.value FROM jsonb_each(u->'append') AS e LOOP
                 cur := coalesce(props->k, '[]');
-                IF jsonb_typeof(cur) <> 'array' THEN
-                    PERFORM profilestore_warn(project, kind, entity, '$append', k,
-                                              'the stored value is a ' || jsonb_typeof(cur) || ', not a list');
-                    CONTINUE;
-                END IF;
-                IF NOT profilestore_list_work(jsonb_array_length(cur) + 1) THEN
-                    PERFORM profilestore_warn(project, kind, entity, '$append', k, format(
-                        'the list operations of this request are over their budget of %s elements',
-                        profilestore_counter('profilestore.max_list_work')));
-                    CONTINUE;
-                END IF;
+                CONTINUE WHEN NOT profilestore_list_ok(project, kind, entity, '$append', k, cur, 1);
                 keys := array_append(keys, k);
                 vals := array_append(vals, cur || jsonb_build_array(v));
             END LOOP;
@@ -421,17 +422,7 @@ BEGIN
             FOR k, v IN SELECT e.key, e.value FROM jsonb_each(u->'remove') AS e LOOP
                 cur := props->k;
                 CONTINUE WHEN cur IS NULL;
-                IF jsonb_typeof(cur) <> 'array' THEN
-                    PERFORM profilestore_warn(project, kind, entity, '$remove', k,
-                                              'the stored value is a ' || jsonb_typeof(cur) || ', not a list');
-                    CONTINUE;
-                END IF;
-                IF NOT profilestore_list_work(jsonb_array_length(cur) + 1) THEN
-                    PERFORM profilestore_warn(project, kind, entity, '$remove', k, format(
-                        'the list operations of this request are over their budget of %s elements',
-                        profilestore_counter('profilestore.max_list_work')));
-                    CONTINUE;
-                END IF;
+                CONTINUE WHEN NOT profilestore_list_ok(project, kind, entity, '$remove', k, cur, 1);
                 v := profilestore_list_without(cur, v);
                 CONTINUE WHEN jsonb_array_length(v) = jsonb_array_length(cur);  -- nothing removed
                 keys := array_append(keys, k);
