@@ -28,6 +28,8 @@ from typing import Any
 
 import orjson
 
+from profilestore.storable import first_bad, has_nul, key_path
+
 __all__ = ["NUL_MESSAGE", "RejectedRecord", "read_json"]
 
 NUL_MESSAGE = "must not contain a NUL character (\\u0000): Postgres cannot store one"
@@ -79,7 +81,7 @@ def _screen(record: Any, exact: Any, nul: bool, numbers: bool) -> Any:
         if found is not None:
             return RejectedRecord(record, found[0], _inexact(found[1]))
     if nul:
-        found_nul = _first_bad(record, _has_nul)
+        found_nul = first_bad(record, has_nul)
         if found_nul is not None:
             return RejectedRecord(record, found_nul[0], NUL_MESSAGE)
     return record
@@ -146,7 +148,7 @@ def _first_inexact(parsed: Any, exact: Any) -> tuple[str, str] | None:
     while stack:
         got, sent, path = stack.pop()
         if isinstance(sent, dict):
-            stack.extend((got[k], v, _key_path(path, k)) for k, v in reversed(sent.items()))
+            stack.extend((got[k], v, key_path(path, k)) for k, v in reversed(sent.items()))
         elif isinstance(sent, list):
             stack.extend((got[i], v, f"{path}[{i}]") for i, v in reversed(list(enumerate(sent))))
         elif isinstance(sent, bool) or sent is None or isinstance(sent, str):
@@ -162,10 +164,6 @@ def _first_inexact(parsed: Any, exact: Any) -> tuple[str, str] | None:
 # --- strings Postgres cannot hold -----------------------------------------------------------------------
 
 
-def _has_nul(text: str) -> bool:
-    return "\x00" in text
-
-
 def _not_utf8(text: str) -> bool:
     """A lone surrogate: from a `\\ud800` escape, or from bytes that are not UTF-8 (surrogateescape)."""
     if text.isascii():
@@ -175,29 +173,6 @@ def _not_utf8(text: str) -> bool:
     except UnicodeEncodeError:
         return True
     return False
-
-
-def _first_bad(record: Any, bad: Any) -> tuple[str, Any] | None:
-    """(path, the value) of the first name or string for which `bad(text)` holds, in document order."""
-    stack: list[tuple[Any, str]] = [(record, "")]
-    while stack:
-        value, path = stack.pop()
-        if isinstance(value, str):
-            if bad(value):
-                return path, value
-        elif isinstance(value, dict):
-            for key in value:
-                if bad(key):
-                    return _key_path(path, key), key
-            stack.extend((v, _key_path(path, k)) for k, v in reversed(value.items()))
-        elif isinstance(value, list):
-            stack.extend((v, f"{path}[{i}]") for i, v in reversed(list(enumerate(value))))
-    return None
-
-
-def _key_path(path: str, key: str) -> str:
-    key = key.encode("utf-8", "backslashreplace").decode() if not key.isascii() else key
-    return f"{path}.{key}" if path else key
 
 
 # --- a text orjson refused --------------------------------------------------------------------------------
@@ -235,10 +210,10 @@ def _diagnose(part: bytes, error: orjson.JSONDecodeError) -> RejectedRecord | No
         return RejectedRecord(None, "", TOO_DEEP)
     except ValueError:
         return None
-    found = _first_bad(value, _not_utf8)
+    found = first_bad(value, _not_utf8)
     if found is not None:
         return RejectedRecord(value, found[0], NOT_UTF8)
-    found = _first_bad(value, _has_nul)
+    found = first_bad(value, has_nul)
     if found is not None:
         return RejectedRecord(value, found[0], NUL_MESSAGE)
     number = _first_unreadable_number(value)
@@ -259,7 +234,7 @@ def _first_unreadable_number(value: Any) -> tuple[str, str] | None:
         if isinstance(item, Decimal) and not math.isfinite(float(item)):
             return path, getattr(item, "text", str(item))
         if isinstance(item, dict):
-            stack.extend((v, _key_path(path, k)) for k, v in reversed(item.items()))
+            stack.extend((v, key_path(path, k)) for k, v in reversed(item.items()))
         elif isinstance(item, list):
             stack.extend((v, f"{path}[{i}]") for i, v in reversed(list(enumerate(item))))
     return None
