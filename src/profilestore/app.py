@@ -29,6 +29,9 @@ from profilestore.db.engine import make_pool
 from profilestore.deps import PoolDep, SettingsDep
 from profilestore.disconnect import CancelOnDisconnect
 from profilestore.errors import DatabaseUnavailable, ProfilestoreError, error_content
+from profilestore.imports import sql as import_sql
+from profilestore.imports.routes import router as imports_router
+from profilestore.imports.service import Processes
 from profilestore.ingest.events.routes import router as event_ingest_router
 from profilestore.ingest.profiles.routes import router as profile_ingest_router
 from profilestore.ingest.warnings import router as warnings_router
@@ -86,6 +89,8 @@ async def _sweep_warnings(app: FastAPI) -> None:
                         {"days": days, "batch": WARNING_SWEEP_BATCH},
                     )
                     deleted = cur.rowcount
+            async with app.state.pool.connection() as conn:
+                await conn.execute(import_sql.SWEEP_JOBS, {"days": app.state.settings.import_retention_days})
 
 
 async def _expire_query_sessions(app: FastAPI) -> None:
@@ -131,6 +136,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             await pool.open(wait=False)
             return pool
 
+        app.state.database_url = url  # import jobs' processes connect to it (imports/jobs.py)
         pool = app.state.pool = await open_pool(url, settings.pool_min_size, settings.pool_max_size)
         # The read and admin API's own connections (deps.pool_for): writers cannot take them.
         api_pool = app.state.api_pool = await open_pool(url, 1, settings.api_pool_size)
@@ -152,6 +158,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             partitioner.cancel()
             sessions.cancel()
             await query_sessions.finish_builds(timeout=settings.db_timeout_seconds)
+            await app.state.import_processes.stop(timeout=settings.db_timeout_seconds * 2)
             if read_pool is not api_pool:
                 await read_pool.close()
             await api_pool.close()
@@ -167,6 +174,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     )
     app.state.settings = settings
     app.state.tokens = TokenCache()
+    app.state.import_processes = Processes()
     # Added innermost first: a request crosses SecurityHeaders, Cors, CatchAll, ApiGuard, then
     # CancelOnDisconnect (a client gone before its answer stops the work: disconnect.py).
     app.add_middleware(CancelOnDisconnect)
@@ -180,6 +188,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.include_router(profile_query_router)
     app.include_router(event_query_router)
     app.include_router(cohorts_router)
+    app.include_router(imports_router)
     _install_error_handlers(app)
 
     @app.get("/healthz", summary="The process is up")

@@ -180,5 +180,123 @@ def export_command(
     Console(stderr=True).print(f"exported {exported} profiles")
 
 
+@app.command("import-csv")
+def import_csv(
+    file: Annotated[str, typer.Argument(help="A CSV file (.gz read compressed), or - for standard input.")],
+    token: Annotated[str, typer.Option(help="The project's token.")],
+    id_column: Annotated[str | None, typer.Option(help="The identifier column.")] = None,
+    group_key: Annotated[str | None, typer.Option(help="Import group profiles of this group key.")] = None,
+    mode: Annotated[str, typer.Option(help="create, update or upsert.")] = "upsert",
+    map_: Annotated[
+        list[str] | None, typer.Option("--map", help="COLUMN=PROPERTY or COLUMN=PROPERTY:TYPE (repeatable).")
+    ] = None,
+    skip: Annotated[list[str] | None, typer.Option(help="A column not to import (repeatable).")] = None,
+    types: Annotated[str, typer.Option(help="infer (a type per column) or string.")] = "infer",
+    header: Annotated[
+        bool, typer.Option("--header/--no-header", help="The first row names the columns.")
+    ] = True,
+    columns: Annotated[
+        str | None, typer.Option(help="Column names, comma-separated (with --no-header).")
+    ] = None,
+    delimiter: Annotated[str | None, typer.Option(help="The delimiter (default: detected).")] = None,
+    encoding: Annotated[str, typer.Option(help="The file's text encoding.")] = "utf-8",
+    cohort: Annotated[str | None, typer.Option(help="Make a static cohort of the imported profiles.")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Read and check everything; write no profile.")] = False,
+    allow_skips: Annotated[bool, typer.Option(help="Exit 0 even when rows were skipped.")] = False,
+    warnings: Annotated[str | None, typer.Option(help="Write every warning to this CSV file.")] = None,
+) -> None:
+    """Import user (or group) profiles from a CSV file: exit 0, 3 when rows were skipped, 1 on an error."""
+    from pydantic import ValidationError
+
+    from profilestore.imports import jobs, reading
+    from profilestore.imports.console import Display, print_summary
+    from profilestore.imports.plan import ImportOptions
+    from profilestore.imports.run import connect
+
+    err = Console(stderr=True)
+    try:
+        options = ImportOptions(
+            id_column=id_column,
+            group_key=group_key,
+            mode=mode,
+            map=map_ or [],
+            skip=skip or [],
+            types=types,
+            header=header,
+            columns=[c.strip() for c in columns.split(",")] if columns else None,
+            delimiter=delimiter,
+            encoding=encoding,
+            cohort=cohort,
+            dry_run=dry_run,
+        )
+    except ValidationError as exc:
+        for e in exc.errors():
+            where = ".".join(str(x) for x in e["loc"]) or "options"
+            err.print(f"[red]error:[/red] {where}: {e['msg']}", highlight=False)
+        raise typer.Exit(2) from None
+    settings = get_settings()
+    try:
+        with reading.local_file(file) as path, connect(resolve_database_url(settings)) as conn:
+            row = conn.execute("SELECT id FROM projects WHERE token = %s", (token,)).fetchone()
+            if row is None:
+                raise ProfilestoreError("no project has this token")
+            with Display(err) as display:
+                job_id, _ = jobs.execute(conn, settings, int(row[0]), options, path, run_hooks(display))
+            job = conn.execute("SELECT summary FROM import_jobs WHERE id = %s", (job_id,)).fetchone()
+            assert job is not None
+            shown = conn.execute(
+                "SELECT message FROM import_warnings WHERE job_id = %s ORDER BY line, kind LIMIT 20",
+                (job_id,),
+            ).fetchall()
+            if warnings:
+                _write_warnings(conn, job_id, warnings)
+    except reading.FileError as exc:
+        err.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        raise typer.Exit(1) from None
+    except ProfilestoreError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from None
+    except psycopg.OperationalError as exc:
+        err.print(f"[red]error:[/red] cannot reach the database: {exc}")
+        raise typer.Exit(1) from None
+    summary = job[0]
+    print_summary(err, job_id, summary, [{"message": m} for (m,) in shown])
+    if summary["skipped"] and not allow_skips:
+        raise typer.Exit(3)
+
+
+def run_hooks(display: Any) -> Any:
+    from profilestore.imports.run import Hooks
+
+    return Hooks(progress=display)
+
+
+def _write_warnings(conn: Any, job_id: int, path: str) -> None:
+    import csv
+
+    from profilestore.imports import sql as import_sql
+
+    with open(path, "w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["line", "kind", "column", "message"])
+        with conn.transaction(), conn.cursor(name="warnings") as cur:
+            cur.execute(
+                import_sql.ALL_WARNINGS,
+                (job_id,),
+            )
+            for batch in iter(lambda: cur.fetchmany(5000), []):
+                writer.writerows(batch)
+
+
+@app.command("import-job", hidden=True)
+def import_job(job_id: int) -> None:
+    """Runs a queued HTTP API import job (the server starts this process)."""
+    from profilestore.imports import jobs
+
+    settings = get_settings()
+    state = jobs.run_queued(resolve_database_url(settings), settings, job_id)
+    raise typer.Exit(0 if state in ("done", "interrupted") else 1)
+
+
 def main() -> None:
     app()

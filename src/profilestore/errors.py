@@ -68,6 +68,13 @@ class UnsupportedMediaType(ProfilestoreError):
     status_code = 415
 
 
+class TooManyRequests(ProfilestoreError):
+    status_code = 429
+
+    def __init__(self, message: str, *, retry_after: int = 5) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
 class InternalError(ProfilestoreError):
     status_code = 500
 

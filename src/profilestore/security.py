@@ -47,6 +47,7 @@ from profilestore.settings import Settings
 log = logging.getLogger("profilestore")
 
 # The endpoints the browser SDK sends to, with credentials (docs/ingest.md section 1).
+STREAMED_UPLOADS = frozenset({"/api/profiles/import", "/api/profiles/import/preview"})
 INGESTION_PATHS = frozenset(
     path for name in ("engage", "groups", "track", "import") for path in (f"/{name}", f"/{name}/")
 )
@@ -173,14 +174,17 @@ class ApiGuard:
         headers = Headers(scope=scope)
         project_id = dict(_query_params(scope)).get("project_id")
         body: bytes | None = None
+        # An import's upload (a CSV file, not JSON) is streamed to a file by its route, under its own limit.
+        streamed = scope["path"] in STREAMED_UPLOADS and scope["method"] == "POST"
         try:
             scope[PROJECT_SCOPE_KEY] = await authenticate(
                 pool_for(state, scope["path"]), settings, headers.get("authorization"), project_id
             )
-            body = await _read_body(receive, headers, settings.max_api_body_bytes)
-            # A project_id in a POST body must name the credentials' project too, as the query string's must.
-            sent = params.body_project_id(headers.get("content-type", ""), body)
-            auth.check_project_id(scope[PROJECT_SCOPE_KEY], sent)
+            if not streamed:
+                body = await _read_body(receive, headers, settings.max_api_body_bytes)
+                # A project_id in a POST body must name the credentials' project too, as the query string's.
+                sent = params.body_project_id(headers.get("content-type", ""), body)
+                auth.check_project_id(scope[PROJECT_SCOPE_KEY], sent)
         except ProfilestoreError as exc:
             # A body left unread (all of it, or the part past the cap) is not read: the connection closes.
             close = body is None and _has_body(headers)
@@ -189,7 +193,7 @@ class ApiGuard:
             return
         except ClientDisconnect:
             return
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, receive if streamed else _replay(body or b"", receive), send)
 
 
 def _has_body(headers: Headers) -> bool:

@@ -100,6 +100,24 @@ class Settings(BaseSettings):
     # `Strict-Transport-Security: max-age=N` on every answer served over HTTPS; 0: none.
     hsts_max_age_seconds: int = 31_536_000
 
+    # CSV imports (imports/, docs/import.md).  An upload to /api/profiles/import over this many bytes (as
+    # sent, compressed or not) is a 413; uploads are streamed to a file, never held in memory.
+    max_import_bytes: int = 2_000_000_000
+    # One line of the file (a quoted cell may span several: the cell counts); longer: the row is skipped.
+    max_import_line_bytes: int = 16_000_000
+    # One cell; larger: its row is skipped with a warning.
+    max_import_cell_bytes: int = 256_000
+    # Columns of a file; more: the file is refused.
+    max_import_columns: int = 2000
+    # Rows written per transaction: a crash loses at most these, and re-running the import converges.
+    import_chunk_rows: int = 20_000
+    # Import jobs one server process runs at once (each in its own process); more: 429 with Retry-After.
+    max_import_jobs: int = 2
+    # What /api/profiles/import/preview reads of an upload: the first N bytes (the rest is not read).
+    import_preview_bytes: int = 1_000_000
+    # Import jobs, with their warnings, are deleted this long after they finished (swept with warnings).
+    import_retention_days: float = 30.0
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _origins(cls, value: Any) -> tuple[str, ...]:

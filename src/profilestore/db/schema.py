@@ -230,3 +230,38 @@ cohort_members = Table(
     Column("distinct_id", Text, nullable=False),
     PrimaryKeyConstraint("cohort_id", "distinct_id"),
 )
+
+
+# CSV imports (imports/): a job per import, from the command line or the HTTP API, with its progress and
+# summary; its row-level warnings (line numbers in the file) go with it.
+import_jobs = Table(
+    "import_jobs",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    Column("project_id", BigInteger, nullable=False),
+    Column("state", Text, nullable=False),  # queued, running, done, failed, interrupted
+    Column("source", Text, nullable=False),  # "cli" or "api"
+    Column("options", JSONB, nullable=False),
+    Column("upload_path", Text),  # an API upload, deleted when the job ends
+    Column("rows_done", BigInteger, nullable=False, server_default=text("0")),
+    Column("rows_total", BigInteger),
+    Column("bytes_done", BigInteger, nullable=False, server_default=text("0")),
+    Column("bytes_total", BigInteger),
+    Column("summary", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index(None, "project_id", "id"),
+)
+import_warnings = Table(
+    "import_warnings",
+    metadata,
+    Column("job_id", BigInteger, ForeignKey("import_jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("line", BigInteger, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("column_name", Text),
+    Column("message", Text, nullable=False),
+    Index(None, "job_id", "line"),
+)

@@ -1,0 +1,203 @@
+"""The HTTP API's side of imports, as plain functions: options from a query string, an upload streamed to a
+file, the preview of a file's head, and starting a job (jobs.py runs it in a process of its own)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.datastructures import QueryParams
+
+from profilestore.errors import BadRequest, PayloadTooLarge
+from profilestore.imports.columns import Inference, property_for
+from profilestore.imports.plan import ImportOptions, PlanError, make_plan
+from profilestore.imports.reading import (
+    FileError,
+    Lines,
+    Row,
+    check_head,
+    rows,
+    set_field_limit,
+    sniff,
+    text_stream,
+)
+from profilestore.imports.run import open_rows
+from profilestore.settings import Settings
+
+SAMPLES = 20
+_LISTS = ("map", "skip")
+_BOOLEANS = ("header", "dry_run")
+
+
+def options_from_query(params: QueryParams) -> ImportOptions:
+    """ImportOptions from a query string: `map` and `skip` repeat, `columns` is comma-separated."""
+    known = set(ImportOptions.model_fields) | {"project_id"}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise BadRequest(f"{unknown[0]}: not an import option (the options: {', '.join(sorted(known))})")
+    raw: dict[str, Any] = {}
+    for name in ImportOptions.model_fields:
+        if name in _LISTS:
+            if name in params:
+                raw[name] = params.getlist(name)
+        elif name in params:
+            raw[name] = params[name]
+    if "columns" in raw:
+        raw["columns"] = [c.strip() for c in raw["columns"].split(",")]
+    for name in _BOOLEANS:
+        if name in raw:
+            raw[name] = _boolean(name, raw[name])
+    try:
+        return ImportOptions.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "options"
+        raise BadRequest(f"{where}: {first['msg']}") from None
+
+
+def _boolean(name: str, value: str) -> bool:
+    if value.lower() in ("1", "true", "yes"):
+        return True
+    if value.lower() in ("0", "false", "no"):
+        return False
+    raise BadRequest(f"{name}: must be true or false")
+
+
+async def receive_upload(body: AsyncIterator[bytes], limit: int) -> tuple[str, int]:
+    """The request body written to a temporary file (path, bytes); a 413 past `limit` bytes."""
+    fd, path = tempfile.mkstemp(prefix="profilestore-upload-", suffix=".csv")
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            async for chunk in body:
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"the upload is over the limit of {limit} bytes")
+                out.write(chunk)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    return path, size
+
+
+async def read_head(body: AsyncIterator[bytes], limit: int) -> bytes:
+    """At most the first `limit` bytes of the body (the rest is not read)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in body:
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(chunks)[:limit]
+
+
+def check_plan(path: str, options: ImportOptions, settings: Settings) -> None:
+    """Refuses (400) a file whose header does not fit the options, before a job is queued."""
+    set_field_limit(settings.max_import_line_bytes)
+    try:
+        source, _, headers = open_rows(path, options, settings)
+        source.close()
+        make_plan(headers, options, settings)
+    except (FileError, PlanError) as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def preview(head: bytes, truncated: bool, options: ImportOptions, settings: Settings) -> dict[str, Any]:
+    """What the wizard shows before an import: delimiter, header, columns with samples and types, mapping."""
+    set_field_limit(settings.max_import_line_bytes)
+    try:
+        check_head(head)
+    except FileError as exc:
+        raise BadRequest(exc.message) from None
+    delimiter, looks_like_header = sniff(head, options.encoding)
+    delimiter = options.delimiter or delimiter
+    items = [
+        r for r in rows(Lines(text_stream(head), options.encoding, settings.max_import_line_bytes), delimiter)
+    ]
+    if truncated and items:
+        items.pop()  # the last row may be cut short
+    sampled = [r for r in items if isinstance(r, Row)]
+    if not sampled:
+        raise BadRequest("no row of the file could be read")
+    header = looks_like_header if "header" not in options.model_fields_set else options.header
+    width = max(len(r.cells) for r in sampled)
+    if header:
+        names = list(sampled[0].cells) + [f"column {i + 1}" for i in range(len(sampled[0].cells), width)]
+        sampled = sampled[1:]
+    else:
+        names = options.columns or [f"column {i + 1}" for i in range(width)]
+    inference = Inference(len(names), settings.max_value_depth, settings.max_import_cell_bytes)
+    for row in sampled:
+        if len(row.cells) == len(names):
+            inference.add(row.cells)
+    columns = []
+    for i, name in enumerate(names):
+        values = [r.cells[i] for r in sampled if i < len(r.cells) and r.cells[i]][:SAMPLES]
+        columns.append(
+            {
+                "index": i,
+                "name": name,
+                "samples": values,
+                "type": inference.type_of(i),
+                "property": property_for(name),
+            }
+        )
+    identifier: str | None = None
+    try:
+        plan = make_plan(names, options.model_copy(update={"header": header, "columns": names}), settings)
+        identifier = plan.headers[plan.id_index] if plan.id_index is not None else None
+        rule = plan.id_rule
+    except PlanError as exc:
+        rule = str(exc)
+    return {
+        "delimiter": delimiter,
+        "header": header,
+        "encoding": options.encoding,
+        "rows_sampled": len(sampled),
+        "columns": columns,
+        "identifier_column": identifier,
+        "identifier": rule,
+        "suggested_mapping": {c["name"]: c["property"] for c in columns},
+        "problems": [
+            {"line": p.line, "kind": p.kind, "message": p.message} for p in items if not isinstance(p, Row)
+        ],
+    }
+
+
+class Processes:
+    """The job processes this server started, so that it can bound them and stop them when it stops."""
+
+    def __init__(self) -> None:
+        self.running: dict[int, asyncio.subprocess.Process] = {}
+        self.waiters: set[asyncio.Task[None]] = set()
+
+    def add(self, job_id: int, process: asyncio.subprocess.Process) -> None:
+        self.running[job_id] = process
+
+        async def reap() -> None:
+            await process.wait()
+            self.running.pop(job_id, None)
+
+        task = asyncio.create_task(reap())
+        self.waiters.add(task)
+        task.add_done_callback(self.waiters.discard)
+
+    async def stop(self, timeout: float) -> None:
+        """SIGTERM to every job process (each stops after its chunk in flight); SIGKILL after `timeout`."""
+        for process in list(self.running.values()):
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+        for process in list(self.running.values()):
+            try:
+                await asyncio.wait_for(process.wait(), timeout)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
