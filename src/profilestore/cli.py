@@ -6,7 +6,8 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any, TypeVar
 
 import psycopg
@@ -40,13 +41,21 @@ def _with_connection(settings: Settings, work: Callable[[Any], Awaitable[T]]) ->
         ) as conn:
             return await work(conn)
 
-    try:
+    with _errors(console):
         return asyncio.run(run())
-    except ProfilestoreError as exc:
-        console.print(f"[red]error:[/red] {exc.message}")
+
+
+@contextmanager
+def _errors(out: Console, *also: type[Exception]) -> Iterator[None]:
+    """A known error (and those of `also`, which carry a `message`) as one red line and exit status 1."""
+    known: tuple[type[Exception], ...] = (ProfilestoreError, *also)
+    try:
+        yield
+    except known as exc:
+        out.print(f"[red]error:[/red] {getattr(exc, 'message', exc)}", highlight=False)
         raise typer.Exit(1) from None
     except psycopg.OperationalError as exc:
-        console.print(f"[red]error:[/red] cannot reach the database: {exc}")
+        out.print(f"[red]error:[/red] cannot reach the database: {exc}", highlight=False)
         raise typer.Exit(1) from None
 
 
@@ -209,9 +218,10 @@ def import_csv(
     from pydantic import ValidationError
 
     from profilestore.imports import jobs, reading
-    from profilestore.imports.console import Display, print_summary
+    from profilestore.imports import sql as import_sql
+    from profilestore.imports.console import SHOWN_WARNINGS, Display, print_summary
     from profilestore.imports.plan import ImportOptions
-    from profilestore.imports.run import connect
+    from profilestore.imports.run import Hooks, connect
 
     err = Console(stderr=True)
     try:
@@ -235,40 +245,25 @@ def import_csv(
             err.print(f"[red]error:[/red] {where}: {e['msg']}", highlight=False)
         raise typer.Exit(2) from None
     settings = get_settings()
-    try:
-        with reading.local_file(file) as path, connect(resolve_database_url(settings)) as conn:
-            row = conn.execute("SELECT id FROM projects WHERE token = %s", (token,)).fetchone()
-            if row is None:
-                raise ProfilestoreError("no project has this token")
-            with Display(err) as display:
-                job_id, _ = jobs.execute(conn, settings, int(row[0]), options, path, run_hooks(display))
-            job = conn.execute("SELECT summary FROM import_jobs WHERE id = %s", (job_id,)).fetchone()
-            assert job is not None
-            shown = conn.execute(
-                "SELECT message FROM import_warnings WHERE job_id = %s ORDER BY line, kind LIMIT 20",
-                (job_id,),
-            ).fetchall()
-            if warnings:
-                _write_warnings(conn, job_id, warnings)
-    except reading.FileError as exc:
-        err.print(f"[red]error:[/red] {exc.message}", highlight=False)
-        raise typer.Exit(1) from None
-    except ProfilestoreError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
-        raise typer.Exit(1) from None
-    except psycopg.OperationalError as exc:
-        err.print(f"[red]error:[/red] cannot reach the database: {exc}")
-        raise typer.Exit(1) from None
+    with (
+        _errors(err, reading.FileError),
+        reading.local_file(file) as path,
+        connect(resolve_database_url(settings)) as conn,
+    ):
+        row = conn.execute("SELECT id FROM projects WHERE token = %s", (token,)).fetchone()
+        if row is None:
+            raise ProfilestoreError("no project has this token")
+        with Display(err) as display:
+            job_id, _ = jobs.execute(conn, settings, int(row[0]), options, path, Hooks(progress=display))
+        job = conn.execute("SELECT summary FROM import_jobs WHERE id = %s", (job_id,)).fetchone()
+        assert job is not None
+        shown = conn.execute(import_sql.READ_WARNINGS, (job_id, SHOWN_WARNINGS)).fetchall()
+        if warnings:
+            _write_warnings(conn, job_id, warnings)
     summary = job[0]
-    print_summary(err, job_id, summary, [{"message": m} for (m,) in shown])
+    print_summary(err, job_id, summary, [{"message": m} for (_, _, _, m) in shown])
     if summary["skipped"] and not allow_skips:
         raise typer.Exit(3)
-
-
-def run_hooks(display: Any) -> Any:
-    from profilestore.imports.run import Hooks
-
-    return Hooks(progress=display)
 
 
 def _write_warnings(conn: Any, job_id: int, path: str) -> None:

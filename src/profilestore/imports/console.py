@@ -69,7 +69,7 @@ class Display:
 def print_summary(
     console: Console, job_id: int, summary: dict[str, Any], warnings: list[dict[str, Any]]
 ) -> None:
-    verb = "would import (dry run)" if summary["dry_run"] else "imported"
+    verb = "read (a dry run: nothing written)" if summary["dry_run"] else "read"
     console.print(
         f"import {job_id}: {verb} {summary['rows']:,} rows in {summary['seconds']:.1f} s "
         f"({summary['profile_type']} profiles, mode {summary['mode']}, identifier: {summary['identifier']})"
