@@ -57,7 +57,8 @@ SET LOCAL gin_pending_list_limit = '32MB'
 COPY_STAGE = "COPY pg_temp.import_stage (line, id, n, rec) FROM STDIN"
 
 # `same`: every value of the row equals the stored one (a row that changes nothing is not written);
-# `newer`: the row's properties that a later update already set to another value (the fold keeps those);
+# `newer`: the row's properties that a later update already set to another value (the fold keeps those; a
+# property's time is T, or [T, "o"|"u"] after $set_once / $unset);
 # only looked for when the profile's newest time is after the import's start (max_time >= every property's).
 CLASSIFY = """
 INSERT INTO pg_temp.import_plan (line, id, n, rec, stored, same, newer, dup_line, skip)
@@ -70,8 +71,10 @@ FROM (
                SELECT FROM jsonb_each(s.rec->'set') AS e WHERE p.properties->e.key IS DISTINCT FROM e.value
            ) AS same,
            CASE WHEN p.max_time > %(t)s THEN ARRAY(
-               SELECT e.key FROM jsonb_each_text(p.prop_times) AS e
-               WHERE e.value::float8 > %(t)s AND s.rec->'set' ? e.key
+               SELECT e.key FROM jsonb_each(p.prop_times) AS e
+               WHERE (CASE jsonb_typeof(e.value) WHEN 'array' THEN e.value->>0 ELSE e.value #>> '{{}}' END)::float8
+                     > %(t)s
+                 AND s.rec->'set' ? e.key
                  AND p.properties->e.key IS DISTINCT FROM s.rec->'set'->e.key
                ORDER BY e.key) END AS newer,
            seen.line AS dup_line
