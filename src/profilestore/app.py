@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -28,7 +28,7 @@ from profilestore.cohorts.routes import router as cohorts_router
 from profilestore.db.engine import make_pool
 from profilestore.deps import PoolDep, SettingsDep
 from profilestore.disconnect import CancelOnDisconnect
-from profilestore.errors import DatabaseUnavailable, ProfilestoreError, error_content
+from profilestore.errors import BadRequest, DatabaseUnavailable, ProfilestoreError, error_content
 from profilestore.imports import sql as import_sql
 from profilestore.imports.routes import router as imports_router
 from profilestore.imports.service import Processes
@@ -42,6 +42,7 @@ from profilestore.query.profiles import sql as query_sql
 from profilestore.query.profiles.routes import router as profile_query_router
 from profilestore.security import ApiGuard, CatchAll, Cors, SecurityHeaders
 from profilestore.settings import Settings, get_settings
+from profilestore.web import routes as web
 
 log = logging.getLogger("profilestore")
 
@@ -189,6 +190,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.include_router(event_query_router)
     app.include_router(cohorts_router)
     app.include_router(imports_router)
+    web.install(app)
     _install_error_handlers(app)
 
     @app.get("/healthz", summary="The process is up")
@@ -222,12 +224,17 @@ def _error_response(request: Request, exc: ProfilestoreError) -> JSONResponse:
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProfilestoreError)
-    async def domain_error(request: Request, exc: ProfilestoreError) -> JSONResponse:
+    async def domain_error(request: Request, exc: ProfilestoreError) -> Response:
+        if web.is_page(request.url.path):
+            return web.error_page(request, exc)
         return _error_response(request, exc)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         detail = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
+        if web.is_page(request.url.path):
+            text = "; ".join(f"{d['field']}: {d['message']}" for d in detail)
+            return web.error_page(request, BadRequest(text))
         return JSONResponse(_error_body("ValidationError", detail), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)

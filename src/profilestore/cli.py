@@ -177,6 +177,7 @@ def export_command(
             where=where_param("--where", where),
             columns=parse_columns(columns),
             cohort=cohort,
+            all_users=cohort is not None,  # a cohort's members without a profile too, as the API's default
             formula_guard=formula_guard,
         )
         stats = ExportStats()

@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     # Import jobs, with their warnings, are deleted this long after they finished (swept with warnings).
     import_retention_days: float = 30.0
 
+    # The web page (web/): a browser session lasts this long after signing in.
+    session_max_age_seconds: int = 43_200
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _origins(cls, value: Any) -> tuple[str, ...]:

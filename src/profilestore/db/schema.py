@@ -18,6 +18,7 @@ from sqlalchemy import (
     Index,
     MetaData,
     PrimaryKeyConstraint,
+    SmallInteger,
     Table,
     Text,
     func,
@@ -170,6 +171,13 @@ Index(
     postgresql_ops={"properties": "jsonb_path_ops"},
 )
 Index("ix_profiles_keys", func.profilestore_keys(profiles.c.properties), postgresql_using="gin")
+# The Users page's default order, most recently seen first (web/): its first page is one index scan.
+Index(
+    "ix_profiles_last_seen",
+    profiles.c.project_id,
+    func.coalesce(profiles.c.last_seen, text("'-infinity'::timestamptz")),
+    profiles.c.distinct_id,
+)
 Index(
     "ix_group_profiles_properties",
     group_profiles.c.properties,
@@ -264,4 +272,14 @@ import_warnings = Table(
     Column("column_name", Text),
     Column("message", Text, nullable=False),
     Index(None, "job_id", "line"),
+)
+
+
+# The web page's key for signing session cookies (web/session.py): one row, made at first use.
+web_keys = Table(
+    "web_keys",
+    metadata,
+    Column("id", SmallInteger, primary_key=True, autoincrement=False),
+    Column("key", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

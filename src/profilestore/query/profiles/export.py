@@ -56,12 +56,15 @@ class ExportQuery:
     columns: list[str] | None = None
     group_key: str | None = None
     cohort: int | CohortDefinition | None = None  # filter_by_cohort: a saved id or a definition
-    all_users: bool = True  # with a cohort: also members with events but no profile (empty cells)
+    # also users with events but no profile (empty cells): with a cohort, its members without a profile
+    all_users: bool = False
+    distinct_ids: list[str] | None = None  # only these (the Users page's selected rows)
     formula_guard: bool = True  # CSV: a `'` before each string cell a spreadsheet would run as a formula
 
     def __post_init__(self) -> None:
         refuse_nul("data_group_id", self.group_key)
         refuse_nul("columns", self.columns)
+        refuse_nul("id", self.distinct_ids)
 
 
 def parse_columns(text: str | None) -> list[str] | None:
@@ -110,6 +113,7 @@ async def export_lines(
         group_key=query.group_key,
         cohort=query.cohort,
         all_users=query.all_users,
+        distinct_ids=query.distinct_ids,
         where=query.where,
     )
     source, distinct_id, where = found.source, found.distinct_id, found.where

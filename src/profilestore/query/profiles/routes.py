@@ -65,7 +65,7 @@ async def export(
         columns=parse_columns(columns),
         group_key=data_group_id,
         cohort=cohort,
-        all_users=include_all_users,
+        all_users=include_all_users and cohort is not None,
         formula_guard=csv_formula_guard,
     )
 

@@ -47,13 +47,14 @@ async def matching(
     conditions: list[sql.Composable] = [sql.SQL("p.project_id = {}").format(params.add(project_id))]
     if group_key is not None:
         conditions.append(sql.SQL("p.group_key = {}").format(params.add(group_key)))
-    if cohort is not None:
+    if cohort is not None or all_users:
         if group_key is not None:
             raise BadRequest("filter_by_cohort: cohorts are of users; not with data_group_id")
         users = universe(params, project_id, all_users=all_users)
         source, distinct_id, conditions = users.source, users.distinct_id, [users.where]
         if all_users:
             scope = all_users_scope()
+    if cohort is not None:
         conditions.append(
             await cohort_condition(
                 conn, project_id, cohort, distinct_id=distinct_id, params=params, now=now, profile=True

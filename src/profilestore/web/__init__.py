@@ -1,0 +1,8 @@
+"""The Users page: browse, filter, inspect, edit, import and export profiles in the browser.
+
+Server-rendered (Jinja2 templates in templates/, one stylesheet and one small script in static/, shipped in
+the wheel; no build step, no CDN).  session.py (signed cookies, CSRF) and deps.py (the signed-in project of a
+request) guard every page; render.py shows values; charts.py draws SVG.  Pages: auth.py (sign in, switch,
+sign out), users.py (the table, its count and export), profile.py (one profile and its activity).  Queries
+are the read API's own functions (query/), never copies.
+"""
