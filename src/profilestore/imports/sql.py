@@ -72,8 +72,8 @@ FROM (
            ) AS same,
            CASE WHEN p.max_time > %(t)s THEN ARRAY(
                SELECT e.key FROM jsonb_each(p.prop_times) AS e
-               WHERE (CASE jsonb_typeof(e.value) WHEN 'array' THEN e.value->>0 ELSE e.value #>> '{{}}' END)::float8
-                     > %(t)s
+               WHERE (CASE jsonb_typeof(e.value) WHEN 'array' THEN e.value->>0
+                                                         ELSE e.value #>> '{{}}' END)::float8 > %(t)s
                  AND s.rec->'set' ? e.key
                  AND p.properties->e.key IS DISTINCT FROM s.rec->'set'->e.key
                ORDER BY e.key) END AS newer,
