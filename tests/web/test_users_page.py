@@ -12,8 +12,7 @@ from typing import Any
 
 import httpx
 from playwright.sync_api import BrowserContext, Page, expect
-
-from conftest import engage, make_project, screenshot, seed_users, sign_in, track
+from web_support import engage, make_project, screenshot, seed_users, sign_in, track
 
 
 def test_sign_in_refuses_a_wrong_secret_and_keeps_no_secret_in_the_cookie(
