@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from profilestore.errors import ProfilestoreError
-from profilestore.web import auth, profile, users
+from profilestore.web import auth, cohorts, edit, importer, insights, profile, users
 from profilestore.web.render import page
 from profilestore.web.session import COOKIE, SignInRequired
 
@@ -20,6 +20,10 @@ router = APIRouter(include_in_schema=False)
 router.include_router(auth.router)
 router.include_router(users.router)
 router.include_router(profile.router)
+router.include_router(cohorts.router)
+router.include_router(edit.router)
+router.include_router(importer.router)
+router.include_router(insights.router)
 
 
 @router.get("/")
