@@ -12,9 +12,11 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 
 from profilestore.db.connections import database
 from profilestore.deps import PoolDep, SettingsDep
+from profilestore.errors import BadRequest
 from profilestore.web.session import Cookies, SignInRequired, WebSession, check_csrf, fingerprint, signing_key
 
 
@@ -67,7 +69,10 @@ WebDep = Annotated[Web, Depends(_web)]
 
 async def checked_form(request: Request, web: WebDep) -> FormData:
     """The request's form, after its CSRF token (field `csrf` or header X-CSRF-Token) was checked."""
-    form = await request.form()
+    try:
+        form = await request.form()
+    except HTTPException as exc:  # the form parser's own limits (a field over 1 MB, too many fields)
+        raise BadRequest(f"the form was refused: {exc.detail}") from None
     sent = form.get("csrf")
     check_csrf(web.session, sent if isinstance(sent, str) else request.headers.get("x-csrf-token"))
     return form
