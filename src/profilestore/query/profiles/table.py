@@ -21,6 +21,7 @@ import orjson
 from psycopg import AsyncConnection, sql
 from psycopg.types.json import Jsonb
 
+from profilestore.cohorts import CohortDefinition
 from profilestore.errors import BadRequest
 from profilestore.expressions import Node, SqlParams
 from profilestore.query.profiles.rows import Matching, matching
@@ -31,7 +32,7 @@ MAX_PAGE = 500
 @dataclass(frozen=True)
 class TableQuery:
     where: Node | None = None
-    cohort: int | None = None
+    cohort: int | CohortDefinition | None = None  # a saved cohort's id, or an unsaved definition
     all_users: bool = False
     group_key: str | None = None
     sort: str = "$last_seen"
