@@ -87,6 +87,9 @@ def _run(
     except (Interrupted, KeyboardInterrupt):
         state, error = "interrupted", "stopped before the end; running the import again is harmless"
         raise
+    except Exception as exc:  # a failed job says so (the traceback goes to the process's standard error)
+        error = f"the import stopped on an unexpected error ({type(exc).__name__}); the server's log has it"
+        raise
     finally:
         with contextlib.suppress(psycopg.Error):
             conn.execute(
@@ -223,5 +226,5 @@ async def launch(database_url: str, job_id: int) -> asyncio.subprocess.Process:
         env=env,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
+        stderr=None,  # the server's own: an unexpected error's traceback lands in its log
     )

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import tempfile
+import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,9 +15,10 @@ from pydantic import ValidationError
 from starlette.datastructures import QueryParams
 
 from profilestore.errors import BadRequest, PayloadTooLarge
-from profilestore.imports.columns import Inference, property_for
+from profilestore.imports.columns import RESERVED, Inference, property_for
 from profilestore.imports.plan import ImportOptions, PlanError, make_plan
 from profilestore.imports.reading import (
+    GZIP_MAGIC,
     FileError,
     Lines,
     Row,
@@ -30,6 +32,7 @@ from profilestore.imports.run import open_rows
 from profilestore.settings import Settings
 
 SAMPLES = 20
+RESERVED_PROPERTIES = frozenset(RESERVED.values())
 _LISTS = ("map", "skip")
 _BOOLEANS = ("header", "dry_run")
 
@@ -112,6 +115,8 @@ def check_plan(path: str, options: ImportOptions, settings: Settings) -> None:
 def preview(head: bytes, truncated: bool, options: ImportOptions, settings: Settings) -> dict[str, Any]:
     """What the wizard shows before an import: delimiter, header, columns with samples and types, mapping."""
     set_field_limit(settings.max_import_line_bytes)
+    if head.startswith(GZIP_MAGIC):
+        head, truncated = _gunzip_head(head, truncated, settings.import_preview_bytes)
     try:
         check_head(head)
     except FileError as exc:
@@ -126,10 +131,16 @@ def preview(head: bytes, truncated: bool, options: ImportOptions, settings: Sett
     sampled = [r for r in items if isinstance(r, Row)]
     if not sampled:
         raise BadRequest("no row of the file could be read")
-    header = looks_like_header if "header" not in options.model_fields_set else options.header
+    if "header" in options.model_fields_set:
+        header = options.header
+    else:
+        # csv.Sniffer votes only on columns whose values share a type or a length, and says "no header" when
+        # none does (a file of text columns); a first row naming a reserved property is a header too.
+        header = looks_like_header or any(property_for(c) in RESERVED_PROPERTIES for c in sampled[0].cells)
     width = max(len(r.cells) for r in sampled)
     if header:
-        names = list(sampled[0].cells) + [f"column {i + 1}" for i in range(len(sampled[0].cells), width)]
+        first = options.columns or sampled[0].cells  # given names replace the header's, as in the import
+        names = list(first) + [f"column {i + 1}" for i in range(len(first), width)]
         sampled = sampled[1:]
     else:
         names = options.columns or [f"column {i + 1}" for i in range(width)]
@@ -171,12 +182,49 @@ def preview(head: bytes, truncated: bool, options: ImportOptions, settings: Sett
     }
 
 
+def _gunzip_head(head: bytes, truncated: bool, limit: int) -> tuple[bytes, bool]:
+    """The first `limit` bytes that the head of a gzip file (maybe cut short) decompresses to, and whether
+    that is less than the whole file."""
+    out: list[bytes] = []
+    size = 0
+    data = head
+    try:
+        while data and size <= limit:
+            gz = zlib.decompressobj(wbits=31)
+            piece = gz.decompress(data, limit + 1 - size)
+            out.append(piece)
+            size += len(piece)
+            if not gz.eof:
+                # Cut short (the head of a longer upload), or stopped at the limit.
+                truncated = truncated or size > limit
+                if not truncated:
+                    raise BadRequest("the file cannot be decompressed: the gzip stream ends too early")
+                break
+            data = gz.unused_data  # a gzip file may hold several members, one after the other
+    except zlib.error as exc:
+        raise BadRequest(f"the file cannot be decompressed: {exc}") from None
+    text = b"".join(out)
+    return text[:limit], truncated or size > limit
+
+
 class Processes:
     """The job processes this server started, so that it can bound them and stop them when it stops."""
 
     def __init__(self) -> None:
         self.running: dict[int, asyncio.subprocess.Process] = {}
         self.waiters: set[asyncio.Task[None]] = set()
+        self.reserved = 0  # uploads under way: each becomes a process (or nothing) when it ends
+
+    def reserve(self, limit: int) -> bool:
+        """A slot for an upload about to be received, if fewer than `limit` are running or being received."""
+        if len(self.running) + self.reserved >= limit:
+            return False
+        self.reserved += 1
+        return True
+
+    def release(self) -> None:
+        """The upload's slot, once its process runs (and holds a slot of its own) or it was refused."""
+        self.reserved -= 1
 
     def add(self, job_id: int, process: asyncio.subprocess.Process) -> None:
         self.running[job_id] = process
