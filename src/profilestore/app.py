@@ -29,7 +29,8 @@ from profilestore.db.engine import make_pool
 from profilestore.deps import PoolDep, SettingsDep
 from profilestore.disconnect import CancelOnDisconnect
 from profilestore.errors import BadRequest, DatabaseUnavailable, ProfilestoreError, error_content
-from profilestore.imports import sql as import_sql
+from profilestore.imports import jobs as import_jobs
+from profilestore.imports import run as import_run
 from profilestore.imports.routes import router as imports_router
 from profilestore.imports.service import Processes
 from profilestore.ingest.events.routes import router as event_ingest_router
@@ -90,8 +91,22 @@ async def _sweep_warnings(app: FastAPI) -> None:
                         {"days": days, "batch": WARNING_SWEEP_BATCH},
                     )
                     deleted = cur.rowcount
-            async with app.state.pool.connection() as conn:
-                await conn.execute(import_sql.SWEEP_JOBS, {"days": app.state.settings.import_retention_days})
+
+
+async def _sweep_imports(app: FastAPI) -> None:
+    """Hourly: import jobs whose process died unseen become interrupted (their upload files deleted), and
+    finished jobs past `import_retention_days` go (imports/jobs.py sweep).  In a thread: a plain connection,
+    and file deletions."""
+    settings: Settings = app.state.settings
+
+    def sweep() -> None:
+        with import_run.connect(app.state.database_url) as conn:
+            import_jobs.sweep(conn, settings.import_retention_days)
+
+    while True:
+        await asyncio.sleep(WARNING_SWEEP_SECONDS)
+        with contextlib.suppress(psycopg.Error, OSError):
+            await asyncio.to_thread(sweep)
 
 
 async def _expire_query_sessions(app: FastAPI) -> None:
@@ -151,6 +166,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         warnings_sweeper = asyncio.create_task(_sweep_warnings(app))
         partitioner = asyncio.create_task(_ensure_partitions(app))
         sessions = asyncio.create_task(_expire_query_sessions(app))
+        imports = asyncio.create_task(_sweep_imports(app))
         try:
             yield
         finally:
@@ -158,6 +174,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             warnings_sweeper.cancel()
             partitioner.cancel()
             sessions.cancel()
+            imports.cancel()
             await query_sessions.finish_builds(timeout=settings.db_timeout_seconds)
             await app.state.import_processes.stop(timeout=settings.db_timeout_seconds * 2)
             if read_pool is not api_pool:

@@ -284,15 +284,5 @@ def _write_warnings(conn: Any, job_id: int, path: str) -> None:
                 writer.writerows(batch)
 
 
-@app.command("import-job", hidden=True)
-def import_job(job_id: int) -> None:
-    """Runs a queued HTTP API import job (the server starts this process)."""
-    from profilestore.imports import jobs
-
-    settings = get_settings()
-    state = jobs.run_queued(resolve_database_url(settings), settings, job_id)
-    raise typer.Exit(0 if state in ("done", "interrupted") else 1)
-
-
 def main() -> None:
     app()

@@ -1,6 +1,6 @@
 """The CSV import's HTTP API (docs/import.md) over real HTTP: previews, import jobs followed to their end with
 the stored profiles, summaries and warnings they leave, and refusals (options, credentials, sizes, jobs).
-Jobs run in processes of their own (`profilestore import-job ID`), as the server starts them."""
+Jobs run in processes of their own (`python -m profilestore.imports ID`), as the server starts them."""
 
 from __future__ import annotations
 

@@ -1,10 +1,11 @@
 """Import jobs: every import, from the command or the HTTP API, is a row of `import_jobs` with its progress,
 its summary and its row-level warnings (`import_warnings`), so that its state can be asked for from anywhere.
 
-The command runs its import itself (`execute`).  The API stores the upload in a file, queues a job, and starts
-`profilestore import-job ID` as a process of its own (`launch`), so that an import's CPU and memory never slow
-the server's requests; that process marks its job done, failed, or interrupted (on SIGTERM, between two
-chunks).  A job whose process died without a word shows as `interrupted` once its heartbeat is stale.
+The command runs its import itself (`execute`).  The API stores the upload in a file, queues a job, and
+starts `python -m profilestore.imports ID` as a process of its own (`launch`), so that an import's CPU and
+memory never slow the server's requests; that process marks its job done, failed, or interrupted (on
+SIGTERM, between two chunks).  A job whose process died without a word shows as `interrupted` once its
+heartbeat is stale, and after an hour the sweep (`sweep`) says so in its row and deletes its upload.
 """
 
 from __future__ import annotations
@@ -215,16 +216,27 @@ async def warnings_csv(conn: AsyncConnection[Any], job_id: int) -> AsyncIterator
 
 
 async def launch(database_url: str, job_id: int) -> asyncio.subprocess.Process:
-    """Starts the process that runs a queued job (`profilestore import-job ID`)."""
+    """Starts the process that runs a queued job (`python -m profilestore.imports ID`, __main__.py)."""
     env = {**os.environ, "DATABASE_URL": database_url}
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "profilestore",
-        "import-job",
+        "profilestore.imports",
         str(job_id),
         env=env,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=None,  # the server's own: an unexpected error's traceback lands in its log
     )
+
+
+def sweep(conn: psycopg.Connection[Any], retention_days: float) -> int:
+    """Jobs whose process died unseen (no heartbeat for an hour) become `interrupted` and lose their upload
+    file; finished jobs older than `retention_days` go, with their warnings.  Returns the files deleted."""
+    rows = conn.execute(sql.EXPIRE_STALE).fetchall()
+    for (path,) in rows:
+        if path:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+    conn.execute(sql.SWEEP_JOBS, {"days": retention_days})
+    return len(rows)
