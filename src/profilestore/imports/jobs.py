@@ -150,6 +150,41 @@ async def submit(
     return int(row["id"])
 
 
+async def draft(conn: AsyncConnection[Any], project_id: int, path: str, size: int) -> int:
+    """A job that holds an upload until its options are chosen (the web page's wizard)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        params = _job_params(project_id, "draft", "web", ImportOptions(), path, size)
+        await cur.execute(sql.CREATE_JOB, params)
+        row = await cur.fetchone()
+    assert row is not None
+    return int(row["id"])
+
+
+async def queue(conn: AsyncConnection[Any], project_id: int, job_id: int, options: ImportOptions) -> bool:
+    """A draft queued with its options; False when it is not a draft of this project (any more)."""
+    params = {"id": job_id, "project_id": project_id, "options": Jsonb(options.model_dump())}
+    cur = await conn.execute(sql.QUEUE_DRAFT, params)
+    return cur.rowcount == 1
+
+
+async def upload_path(conn: AsyncConnection[Any], project_id: int, job_id: int) -> str | None:
+    cur = await conn.execute(sql.UPLOAD_PATH, (job_id, project_id))
+    row = await cur.fetchone()
+    return None if row is None else (row["upload_path"] if isinstance(row, dict) else row[0])
+
+
+async def discard(conn: AsyncConnection[Any], project_id: int, job_id: int) -> str | None:
+    """Drops a draft; returns its upload's path (the caller deletes the file)."""
+    cur = await conn.execute(sql.DISCARD_DRAFT, (job_id, project_id))
+    row = await cur.fetchone()
+    return None if row is None else (row["upload_path"] if isinstance(row, dict) else row[0])
+
+
+async def recent(conn: AsyncConnection[Any], project_id: int, limit: int = 20) -> list[dict[str, Any]]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        return await (await cur.execute(sql.RECENT_JOBS, (project_id, limit))).fetchall()
+
+
 async def fail(conn: AsyncConnection[Any], job_id: int, error: str) -> None:
     await conn.execute(
         sql.FINISH_JOB,
@@ -233,7 +268,7 @@ async def launch(database_url: str, job_id: int) -> asyncio.subprocess.Process:
 def sweep(conn: psycopg.Connection[Any], retention_days: float) -> int:
     """Jobs whose process died unseen (no heartbeat for an hour) become `interrupted` and lose their upload
     file; finished jobs older than `retention_days` go, with their warnings.  Returns the files deleted."""
-    rows = conn.execute(sql.EXPIRE_STALE).fetchall()
+    rows = conn.execute(sql.EXPIRE_STALE).fetchall() + conn.execute(sql.EXPIRE_DRAFTS).fetchall()
     for (path,) in rows:
         if path:
             with contextlib.suppress(OSError):

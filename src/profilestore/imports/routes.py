@@ -79,18 +79,13 @@ async def start(
         except PayloadTooLarge as exc:
             raise _unread(exc) from None
         try:
-            await asyncio.to_thread(service.check_plan, path, options, settings)
-            async with database(pool, settings) as conn:
-                job_id = await jobs.submit(conn, project_id, options, path, size)
+            job_id = await service.start_job(
+                processes, pool, settings, request.app.state.database_url, project_id, options, path, size
+            )
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(path)
             raise
-        try:
-            processes.add(job_id, await jobs.launch(request.app.state.database_url, job_id))
-        except OSError as exc:
-            async with database(pool, settings) as conn:
-                await jobs.fail(conn, job_id, f"the import process could not start: {exc}")
     finally:
         processes.release()  # the running process (if any) holds the slot now
     url = f"/api/profiles/import/{job_id}"

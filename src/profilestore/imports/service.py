@@ -11,10 +11,13 @@ import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 from starlette.datastructures import QueryParams
 
-from profilestore.errors import BadRequest, PayloadTooLarge
+from profilestore.db.connections import database
+from profilestore.errors import BadRequest, Conflict, PayloadTooLarge
+from profilestore.imports import jobs
 from profilestore.imports.columns import RESERVED, Inference, property_for
 from profilestore.imports.plan import ImportOptions, PlanError, make_plan
 from profilestore.imports.reading import (
@@ -205,6 +208,36 @@ def _gunzip_head(head: bytes, truncated: bool, limit: int) -> tuple[bytes, bool]
         raise BadRequest(f"the file cannot be decompressed: {exc}") from None
     text = b"".join(out)
     return text[:limit], truncated or size > limit
+
+
+async def start_job(
+    processes: Processes,
+    pool: AsyncConnectionPool,
+    settings: Settings,
+    database_url: str,
+    project_id: int,
+    options: ImportOptions,
+    path: str,
+    size: int,
+    *,
+    draft: int | None = None,
+) -> int:
+    """The file checked against the options (400), its job queued (a new one, or the wizard's draft), and its
+    process started.  The caller holds a slot of `processes` (reserve) and releases it after."""
+    await asyncio.to_thread(check_plan, path, options, settings)
+    async with database(pool, settings) as conn:
+        if draft is None:
+            job_id = await jobs.submit(conn, project_id, options, path, size)
+        elif await jobs.queue(conn, project_id, draft, options):
+            job_id = draft
+        else:
+            raise Conflict(f"import {draft} was started already")
+    try:
+        processes.add(job_id, await jobs.launch(database_url, job_id))
+    except OSError as exc:
+        async with database(pool, settings) as conn:
+            await jobs.fail(conn, job_id, f"the import process could not start: {exc}")
+    return job_id
 
 
 class Processes:

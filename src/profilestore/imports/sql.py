@@ -145,6 +145,19 @@ INSERT INTO import_jobs (project_id, state, source, options, upload_path, bytes_
 VALUES (%(project_id)s, %(state)s, %(source)s, %(options)s, %(upload_path)s, %(bytes_total)s)
 RETURNING id
 """
+# The web page's wizard uploads first and chooses the options after: a `draft` job holds the file meanwhile.
+QUEUE_DRAFT = """
+UPDATE import_jobs SET state = 'queued', options = %(options)s, heartbeat_at = now()
+WHERE id = %(id)s AND project_id = %(project_id)s AND state = 'draft'
+"""
+UPLOAD_PATH = "SELECT upload_path FROM import_jobs WHERE id = %s AND project_id = %s"
+DISCARD_DRAFT = (
+    "DELETE FROM import_jobs WHERE id = %s AND project_id = %s AND state = 'draft' RETURNING upload_path"
+)
+RECENT_JOBS = """
+SELECT id, state, source, rows_done, rows_total, summary, created_at, finished_at FROM import_jobs
+WHERE project_id = %s AND state <> 'draft' ORDER BY id DESC LIMIT %s
+"""
 START_JOB = "UPDATE import_jobs SET state = 'running', started_at = now(), heartbeat_at = now() WHERE id = %s"
 PROGRESS = """
 UPDATE import_jobs SET rows_done = %(rows_done)s, rows_total = %(rows_total)s, bytes_done = %(bytes_done)s,
@@ -188,6 +201,13 @@ UPDATE import_jobs AS j SET state = 'interrupted', finished_at = now(), upload_p
                         'its process stopped without finishing; running the import again is harmless')
 FROM stale WHERE j.id = stale.id
 RETURNING stale.upload_path
+"""
+# Drafts never started (the wizard left at its second step) go after a day, with their files.
+EXPIRE_DRAFTS = """
+DELETE FROM import_jobs WHERE id IN (
+    SELECT id FROM import_jobs WHERE state = 'draft' AND created_at < now() - interval '1 day'
+    FOR UPDATE SKIP LOCKED)
+RETURNING upload_path
 """
 # Finished jobs older than the retention go, with their warnings (ON DELETE CASCADE).
 SWEEP_JOBS = """
