@@ -29,6 +29,7 @@ from typing import Any
 
 import orjson
 
+from profilestore.ingest.decode import RejectedRecord, read_json
 from profilestore.storable import holds_nul
 
 _INTEGER = re.compile(r"-?(?:0|[1-9]\d{0,14})\Z")
@@ -37,6 +38,8 @@ _DATETIME = re.compile(
     r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?\Z"
 )
 _BOOLEANS = {"true": True, "false": False}
+# A number that a double or a 64-bit integer may not hold as written (ingest/decode.py has the exact test).
+_LONG_NUMBER = re.compile(r"\d[\d.]{15,}|[eE]-\d{3}")
 # The same as _INTEGER and _DECIMAL over many values at once, each followed by a newline.
 _MANY = {
     "integer": re.compile(r"(?:-?(?:0|[1-9]\d{0,14})\n)*"),
@@ -54,7 +57,12 @@ class BadValue(ValueError):
 
 def _datetime(text: str) -> str:
     # The common shapes first: already Mixpanel's (checked by Python's parser, in C), or a bare date.
-    if ((len(text) == 19 and text[10] == "T") or len(text) == 10) and text[4] == "-" and text[7] == "-":
+    if (
+        (len(text) == 10 or (len(text) == 19 and text[10] == "T" and text[13] == ":" and text[16] == ":"))
+        and text[4] == "-"
+        and text[7] == "-"
+        and text[:4].isdigit()  # fromisoformat's year is 4 digits (Mixpanel's shape too)
+    ):
         try:
             datetime.fromisoformat(text)
         except ValueError:
@@ -64,11 +72,11 @@ def _datetime(text: str) -> str:
         raise BadValue("is not an ISO 8601 date or datetime")
     try:
         parsed = datetime.fromisoformat(text.replace(",", "."))
-    except ValueError:
+        if parsed.tzinfo is not None:
+            parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError):  # OverflowError: an offset that moves it past year 1 or 9999
         raise BadValue("is not a valid date or datetime") from None
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
-    return parsed.strftime("%Y-%m-%dT%H:%M:%S")
+    return parsed.isoformat(timespec="seconds")  # the year always 4 digits (strftime's %Y may give 3)
 
 
 def _json(kind: type, name: str, max_depth: int, max_bytes: int) -> Callable[[str], Any]:
@@ -90,9 +98,23 @@ def _json(kind: type, name: str, max_depth: int, max_bytes: int) -> Callable[[st
             raise BadValue(f"is nested deeper than {max_depth} levels")
         if "\\u0000" in text and holds_nul(value):
             raise BadValue("holds a NUL character (\\u0000), which cannot be stored")
+        if _LONG_NUMBER.search(text):
+            refused = _inexact(text)
+            if refused is not None:
+                raise BadValue(f"cannot be stored as it is: {refused}")
         return value
 
     return convert
+
+
+def _inexact(text: str) -> str | None:
+    """Why /engage would refuse a number of this JSON text (one orjson reads differently: an integer past 64
+    bits, more digits than a double holds), or None."""
+    screened = read_json(text.encode())
+    for item in screened if isinstance(screened, list) else [screened]:
+        if isinstance(item, RejectedRecord):
+            return item.message
+    return None
 
 
 def _depth(value: Any) -> int:
@@ -256,6 +278,7 @@ def parse_map(item: str) -> tuple[str, Mapping]:
     column, sep, target = item.partition("=")
     if not sep or not column.strip() or not target.strip():
         raise ValueError(f"--map {item!r}: expected COLUMN=PROPERTY or COLUMN=PROPERTY:TYPE")
+    target = target.strip()
     prop, colon, kind = target.rpartition(":")
     if colon and kind in FORCED_TYPES and prop:
         return column.strip(), Mapping(prop.strip(), kind)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from profilestore.imports.columns import BadValue, Inference, Mapping, converter, parse_map, property_for
@@ -43,7 +44,7 @@ class ImportOptions(BaseModel):
     types: Literal["infer", "string"] = "infer"
     header: bool = True
     columns: list[str] | None = Field(None, description="the column names of a file without a header")
-    delimiter: str | None = Field(None, description="one character; default: detected")
+    delimiter: str | None = Field(None, description="one character (or \\t, tab); default: detected")
     encoding: str = "utf-8"
     cohort: str | None = Field(None, min_length=1, max_length=MAX_NAME, description="a static cohort's name")
     dry_run: bool = False
@@ -51,6 +52,8 @@ class ImportOptions(BaseModel):
     @field_validator("delimiter")
     @classmethod
     def _one_character(cls, value: str | None) -> str | None:
+        if value in ("\\t", "tab"):  # what a shell passes for `--delimiter '\t'`
+            return "\t"
         if value is not None and (len(value) != 1 or value in '"\r\n'):
             raise ValueError("must be one character, not a quote or a line break")
         return value
@@ -128,6 +131,9 @@ def make_plan(headers: list[str], options: ImportOptions, settings: Settings) ->
             notes.append(f"column {i + 1} has no name: not imported")
             continue
         prop = mapping[i].prop
+        if prop == "$last_seen":  # as on /engage, which ignores a $set of it
+            notes.append(f"column {name!r} sets $last_seen, which the service maintains: not imported")
+            continue
         if prop in ("$distinct_id", "$group_id"):
             raise PlanError(f"column {name!r}: only the identifier column can be {prop}")
         if len(prop) > MAX_NAME:
@@ -191,6 +197,7 @@ class RowMaker:
         self.targets = [(t.index, t.header, t.prop, t.convert) for t in plan.targets]
         self.phone = [(t.index, t.header) for t in plan.targets if t.prop == "$phone"]
         self.max_cell = settings.max_import_cell_bytes
+        self.max_record = settings.max_record_bytes
 
     def make(self, row: Row) -> tuple[str, dict[str, Any], list[Problem]] | Problem:
         cells, line = row.cells, row.line
@@ -198,7 +205,8 @@ class RowMaker:
             return Problem(
                 line, "ragged", f"line {line}: {len(cells)} cells where the header has {self.width}; skipped"
             )
-        if sum(map(len, cells)) > self.max_cell:
+        size = sum(map(len, cells)) * 4  # a bound on the UTF-8 bytes of the row (4 a character at most)
+        if size > self.max_cell:
             for i, text in enumerate(cells):
                 if len(text.encode()) > self.max_cell:
                     header = self.headers[i]
@@ -240,6 +248,11 @@ class RowMaker:
                 return Problem(
                     line, "bad_value", f"line {line}, column {header!r}: {shown(text)} {exc}; skipped", header
                 )
+        if size > self.max_record and len(orjson.dumps(props)) > self.max_record:
+            # /engage refuses an update this large; the import's own would go past a profile's limits
+            return Problem(
+                line, "too_large", f"line {line}: the row is over {self.max_record} bytes as JSON; skipped"
+            )
         warnings: list[Problem] = []
         for index, header in self.phone:
             text = cells[index]

@@ -5,8 +5,8 @@ so that one line that is not UTF-8, holds a NUL or is far too long costs only it
 (`Lines.bad`) and the row that holds it becomes a `Problem` instead of a `Row`.  Python's csv module parses
 the decoded lines (quoted delimiters and newlines, `\\r\\n`); a cell over its field limit (an unclosed quote
 that swallows the rest of the file, say) is a `Problem` naming the lines it spans, and parsing goes on after
-it.  Line numbers are the file's own (1 is the first line, the header if there is one), as an editor shows
-them.
+it; so is a quote still open at the end of the file, and a file that cannot be read to its end.  Line
+numbers are the file's own (1 is the first line, the header if there is one), as an editor shows them.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ from dataclasses import dataclass
 from typing import IO
 
 GZIP_MAGIC = b"\x1f\x8b"
+# What Lines hands the csv reader after the last line: no file's text holds it (NULs are taken out of every
+# line), so a row that ends with it was still inside a quoted cell when the file ended.
+END = "\x00end of file\x00"
 DELIMITERS = ",;\t|"
 SNIFF_BYTES = 64_000
 
@@ -98,14 +101,22 @@ class Source:
         self.close()
 
 
+# Bytes no text file holds (C0 controls but tab, line breaks, form feed, vertical tab and escape): more than a
+# few of them in the first 8 KiB, and the file is not text (a PDF, an image, a spreadsheet saved as .xlsx).
+_CONTROLS = bytes([*range(0x00, 0x09), *range(0x0E, 0x1B), *range(0x1C, 0x20)])
+
+
 def check_head(head: bytes) -> None:
     """Refuses a file that is empty or not text at all, before any row is read."""
     if not head.strip(b"\r\n\t "):
         raise FileError("the file is empty")
-    if b"\x00" in head[:8192] and head[:8192].count(b"\x00") > 8:
+    start = head[:8192]
+    if start.count(b"\x00") > 8:
         raise FileError(
             "the file is not text (it holds NUL bytes: a binary file, or UTF-16 text; save it as UTF-8 CSV)"
         )
+    if len(start) - len(start.translate(None, _CONTROLS)) > 8:
+        raise FileError("the file is not text (it holds control characters: a binary file; save it as CSV)")
 
 
 def sniff(head: bytes, encoding: str = "utf-8") -> tuple[str, bool]:
@@ -134,6 +145,7 @@ class Lines:
         self.max_line_bytes = max_line_bytes
         self.number = 0
         self.bad: dict[int, tuple[str, str]] = {}  # line number -> (kind, message)
+        self.failure: tuple[int, str] | None = None  # (line, message): the stream broke off there
 
     def __iter__(self) -> Iterator[str]:
         readline = self.stream.readline
@@ -144,14 +156,22 @@ class Lines:
                 raw = readline(limit + 1)
             except (OSError, EOFError) as exc:  # a gzip stream damaged or cut short
                 self.number += 1
-                self.bad[self.number] = ("file", f"the rest of the file cannot be read: {exc}")
+                self.failure = (
+                    self.number,
+                    f"line {self.number}: the rest of the file cannot be read ({exc})",
+                )
+                yield END
                 return
             if not raw:
+                yield END
                 return
             self.number += 1
             if len(raw) > limit and not raw.endswith(b"\n"):
                 self._skip_rest_of_line()
-                self.bad[self.number] = ("too_large", f"the line is longer than {limit} bytes")
+                self.bad[self.number] = (
+                    "too_large",
+                    f"line {self.number}: the line is longer than {limit} bytes; skipped",
+                )
                 yield "\n"
                 continue
             if self.number == 1 and raw.startswith(codecs.BOM_UTF8):
@@ -161,12 +181,15 @@ class Lines:
             except UnicodeDecodeError as exc:
                 self.bad[self.number] = (
                     "encoding",
-                    f"the line is not valid {encoding} (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1}"
-                    " of the line); save the file as UTF-8",
+                    f"line {self.number}: not valid {encoding} (byte 0x{raw[exc.start]:02x} at byte"
+                    f" {exc.start + 1} of the line); skipped (save the file as UTF-8, or give its encoding)",
                 )
                 text = raw.decode(encoding, "replace")
             if "\x00" in text:
-                self.bad[self.number] = ("nul", "the line holds a NUL character, which cannot be stored")
+                self.bad[self.number] = (
+                    "nul",
+                    f"line {self.number}: a NUL character, which cannot be stored; skipped",
+                )
                 text = text.replace("\x00", "")
             yield text
 
@@ -187,21 +210,32 @@ class Lines:
 
 
 def rows(lines: Lines, delimiter: str) -> Iterator[Row | Problem]:
-    """Every row of the file, or the Problem that stands in its place; blank lines are not rows."""
+    """Every row of the file, or the Problem that stands in its place; blank lines are not rows.  A quote
+    still open at the end of the file, and a file that cannot be read to its end, are Problems too."""
     reader = csv.reader(lines, delimiter=delimiter, strict=False)
     last = 0
     while True:
         try:
             cells = next(reader)
         except StopIteration:
-            return
+            break
         except csv.Error as exc:
-            first, last = last + 1, reader.line_num
+            first, last = last + 1, min(reader.line_num, lines.number)
             lines.problem(first, last)
             where = f"lines {first}-{last}" if last > first else f"line {first}"
             yield Problem(first, "malformed", f"{where}: {exc} (an unclosed quote?); skipped")
             continue
         first, last = last + 1, reader.line_num
+        if cells and cells[-1].endswith(END):
+            if cells == [END]:  # the end of the file, after a whole row
+                break
+            last = lines.number  # END itself is no line of the file
+            lines.problem(first, last)
+            where = f"lines {first}-{last}" if last > first else f"line {first}"
+            yield Problem(
+                first, "malformed", f"{where}: a quote is still open at the end of the file; skipped"
+            )
+            break
         if lines.bad:
             note = lines.problem(first, last)
             if note is not None:
@@ -210,6 +244,11 @@ def rows(lines: Lines, delimiter: str) -> Iterator[Row | Problem]:
         if not cells:
             continue
         yield Row(first, cells)
+    for number in sorted(lines.bad):  # noted on lines no row came of
+        kind, message = lines.bad.pop(number)
+        yield Problem(number, kind, message)
+    if lines.failure is not None:
+        yield Problem(lines.failure[0], "file", lines.failure[1])
 
 
 def set_field_limit(max_line_bytes: int) -> None:
