@@ -205,6 +205,7 @@ def test_a_damaged_gzip_head_is_a_file_error(tmp_path: Path) -> None:
         (bytes(range(256)) * 10, "the file is not text (it holds NUL bytes"),
         ("distinct_id,name\nu1,Ann\n".encode("utf-16"), "the file is not text (it holds NUL bytes"),
         (b"%PDF-1.7\n" + bytes(range(1, 32)) * 3, "the file is not text (it holds control characters"),
+        (b"distinct_id,n\ru1,1\ru2,2\r", "the file's lines end with a carriage return alone"),
     ],
 )
 def test_files_refused_whole(head: bytes, message: str) -> None:
@@ -217,6 +218,7 @@ def test_text_with_a_few_odd_bytes_is_text() -> None:
     check_head(b"id,n\nu1,a\x00b\nu2,c\n")
     check_head(b"id,n\nu1,\x1b[1mbold\x1b[0m\nu2,soft\x0bbreak\x0cfeed\x1a")
     check_head("id,city\nu1,München\nu2,Zürich\n".encode("latin-1") * 100)
+    check_head(b"distinct_id,n\r")  # one line: nothing to tell
 
 
 @pytest.mark.parametrize(

@@ -117,6 +117,11 @@ def check_head(head: bytes) -> None:
         )
     if len(start) - len(start.translate(None, _CONTROLS)) > 8:
         raise FileError("the file is not text (it holds control characters: a binary file; save it as CSV)")
+    if b"\n" not in head and b"\r" in head.rstrip(b"\r"):
+        raise FileError(
+            "the file's lines end with a carriage return alone (old Mac OS text): save it with Windows or"
+            " Unix line ends"
+        )
 
 
 def sniff(head: bytes, encoding: str = "utf-8") -> tuple[str, bool]:
