@@ -4,6 +4,7 @@ identifiers, group profiles, types as stored in jsonb, duplicates within and acr
 
 from __future__ import annotations
 
+import gzip
 import time
 import uuid
 from pathlib import Path
@@ -331,6 +332,34 @@ def test_a_file_without_header(database_url: str, project: Project, db: DB, tmp_
     assert counts(summary) == outcome(rows=3, created=2, skipped={"ragged": 1}, warnings={"ragged": 1})
     assert warnings_of(db, job_id) == [(2, "ragged", None)]
     assert props(db, project) == {"u1": {"age": 31, "plan": "pro"}, "u3": {"age": 33, "plan": "free"}}
+
+
+@pytest.mark.parametrize(
+    ("data", "options"),
+    [
+        ("distinct_id\tnote\tn\nu1\ta, b; c\t1\nu2\tx\t2\n", {}),  # tabs, detected
+        ("distinct_id|note|n\nu1|a, b; c|1\nu2|x|2\n", {"delimiter": "|"}),
+    ],
+    ids=["tab", "pipe"],
+)
+def test_other_delimiters(
+    database_url: str, project: Project, db: DB, tmp_path: Path, data: str, options: dict[str, Any]
+) -> None:
+    run_import(database_url, project, write(tmp_path, "f.txt", data), **options)
+    assert props(db, project) == {"u1": {"note": "a, b; c", "n": 1}, "u2": {"note": "x", "n": 2}}
+
+
+def test_a_gzip_file_cut_short(database_url: str, project: Project, db: DB, tmp_path: Path) -> None:
+    """The rows before the cut are imported; the rest is one `file` problem (so the command exits 3)."""
+    rows = "".join(f"u{i},{uuid.UUID(int=i * 7919).hex}\n" for i in range(4000))
+    packed = gzip.compress(f"distinct_id,key\n{rows}".encode())
+    path = write(tmp_path, "cut.csv.gz", packed[: len(packed) * 3 // 4])
+    job_id, summary = run_import(database_url, project, path)
+    read = len(props(db, project))
+    assert 2000 < read < 4000
+    assert counts(summary) == outcome(rows=read + 1, created=read, skipped={"file": 1}, warnings={"file": 1})
+    assert warnings_of(db, job_id) == [(read + 2, "file", None)]
+    assert props(db, project)[f"u{read - 1}"] == {"key": uuid.UUID(int=(read - 1) * 7919).hex}
 
 
 def test_reserved_names_phone_warning_and_last_seen_column(
