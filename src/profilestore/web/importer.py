@@ -12,13 +12,15 @@ Users page has it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
@@ -41,22 +43,54 @@ RESERVED_NAMES = sorted(set(RESERVED.values()))
 
 @router.get("/users/import")
 async def upload_form(request: Request, web: WebDep, pool: PoolDep, settings: SettingsDep) -> Response:
+    return await _upload_page(request, web, pool, settings, None)
+
+
+async def _upload_page(
+    request: Request, web: Any, pool: Any, settings: Any, error: ProfilestoreError | None
+) -> Response:
     async with database(pool, settings) as conn:
         recent = await jobs.recent(conn, web.project_id)
-    return page(request, "import.html", context(web, recent=recent, limit=settings.max_import_bytes))
+    return page(
+        request,
+        "import.html",
+        context(web, recent=recent, limit=settings.max_import_bytes, error=error and error.message),
+        status_code=error.status_code if error else 200,
+    )
 
 
-@router.post("/users/import")
-async def upload(
-    request: Request, web: WebDep, form: FormDep, pool: PoolDep, settings: SettingsDep
-) -> Response:
+async def _upload_guard(request: Request, settings: SettingsDep) -> AsyncIterator[None]:
+    """Before the form is read: a declared upload over the limit is refused at once.  After the request:
+    its form is closed, and with it the parser's temporary file of the upload, however the request ended
+    (FastAPI closes only the forms it parses itself; FormDep's may be refused by its CSRF check)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > settings.max_import_bytes + 100_000:
         raise PayloadTooLarge(f"the file is over the limit of {settings.max_import_bytes} bytes")
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile) or not upload.filename:
-        raise BadRequest("file: choose a CSV file to upload")
-    path, size = _store(upload, settings.max_import_bytes)
+    try:
+        yield
+    finally:
+        await request.close()
+
+
+@router.post("/users/import", dependencies=[Depends(_upload_guard)])
+async def upload(
+    request: Request, web: WebDep, form: FormDep, pool: PoolDep, settings: SettingsDep
+) -> Response:
+    """The file stored and held by a draft job; a file the import cannot read is refused here, on the
+    upload page, with the reason."""
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile) or not upload.filename:
+            raise BadRequest("choose a CSV file to upload")
+        # In threads: the copy of a large upload must not stop the server's other requests.
+        path, size = await asyncio.to_thread(_store, upload, settings.max_import_bytes)
+        try:
+            await asyncio.to_thread(_preview, path, ImportOptions(), settings)
+        except ProfilestoreError:
+            os.unlink(path)
+            raise
+    except ProfilestoreError as exc:
+        return await _upload_page(request, web, pool, settings, exc)
     async with database(pool, settings) as conn:
         job_id = await jobs.draft(conn, web.project_id, path, size)
     return RedirectResponse(f"/users/import/{job_id}/setup", status_code=303)
@@ -237,10 +271,12 @@ async def warnings_csv(web: WebDep, pool: PoolDep, settings: SettingsDep, job_id
 
 @router.post("/users/import/{job_id}/discard")
 async def discard(web: WebDep, form: FormDep, pool: PoolDep, settings: SettingsDep, job_id: int) -> Response:
-    """Drops a draft and its file (the wizard's Cancel)."""
+    """Drops a draft and its file (the wizard's Cancel); a job started meanwhile is left to run."""
     async with database(pool, settings) as conn:
         path = await jobs.discard(conn, web.project_id, job_id)
-    if path:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
+    if path is None:  # not a draft (any more): its page, if it is this project's (404 otherwise)
+        await _draft(web, pool, settings, job_id)
+        return RedirectResponse(f"/users/import/{job_id}", status_code=303)
+    with contextlib.suppress(OSError):
+        os.unlink(path)
     return RedirectResponse("/users/import", status_code=303)
