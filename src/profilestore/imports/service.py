@@ -8,6 +8,7 @@ import contextlib
 import os
 import tempfile
 import zlib
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -140,17 +141,18 @@ def preview(head: bytes, truncated: bool, options: ImportOptions, settings: Sett
         # csv.Sniffer votes only on columns whose values share a type or a length, and says "no header" when
         # none does (a file of text columns); a first row naming a reserved property is a header too.
         header = looks_like_header or any(property_for(c) in RESERVED_PROPERTIES for c in sampled[0].cells)
-    width = max(len(r.cells) for r in sampled)
+    # The columns are the header's (or the given names), as in the import; without either, the width of the
+    # rows most often seen.  A row of another width is a problem here, as it is a skipped row there.
     if header:
-        first = options.columns or sampled[0].cells  # given names replace the header's, as in the import
-        names = list(first) + [f"column {i + 1}" for i in range(len(first), width)]
+        names = list(options.columns or sampled[0].cells)
         sampled = sampled[1:]
     else:
+        width = Counter(len(r.cells) for r in sampled).most_common(1)[0][0]
         names = options.columns or [f"column {i + 1}" for i in range(width)]
+    ragged = [r for r in sampled if len(r.cells) != len(names)]
+    sampled = [r for r in sampled if len(r.cells) == len(names)]
     inference = Inference(len(names), settings.max_value_depth, settings.max_import_cell_bytes)
-    for row in sampled:
-        if len(row.cells) == len(names):
-            inference.add(row.cells)
+    inference.add_rows([r.cells for r in sampled])
     columns = []
     for i, name in enumerate(names):
         values = [r.cells[i] for r in sampled if i < len(r.cells) and r.cells[i]][:SAMPLES]
@@ -181,6 +183,14 @@ def preview(head: bytes, truncated: bool, options: ImportOptions, settings: Sett
         "suggested_mapping": {c["name"]: c["property"] for c in columns},
         "problems": [
             {"line": p.line, "kind": p.kind, "message": p.message} for p in items if not isinstance(p, Row)
+        ]
+        + [
+            {
+                "line": r.line,
+                "kind": "ragged",
+                "message": f"line {r.line}: {len(r.cells)} cells where the header has {len(names)}; skipped",
+            }
+            for r in ragged
         ],
     }
 

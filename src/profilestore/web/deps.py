@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 
 from profilestore.db.connections import database
 from profilestore.deps import PoolDep, SettingsDep
-from profilestore.errors import BadRequest
+from profilestore.errors import BadRequest, Forbidden
 from profilestore.web.session import Cookies, SignInRequired, WebSession, check_csrf, fingerprint, signing_key
 
 
@@ -74,7 +74,11 @@ async def checked_form(request: Request, web: WebDep) -> FormData:
     except HTTPException as exc:  # the form parser's own limits (a field over 1 MB, too many fields)
         raise BadRequest(f"the form was refused: {exc.detail}") from None
     sent = form.get("csrf")
-    check_csrf(web.session, sent if isinstance(sent, str) else request.headers.get("x-csrf-token"))
+    try:
+        check_csrf(web.session, sent if isinstance(sent, str) else request.headers.get("x-csrf-token"))
+    except Forbidden:
+        await form.close()  # an uploaded file's temporary copy goes at once
+        raise
     return form
 
 
