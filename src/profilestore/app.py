@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from profilestore import __version__
 from profilestore.cohorts.routes import router as cohorts_router
+from profilestore.db.embedded import resolve_database_url
 from profilestore.db.engine import make_pool
 from profilestore.deps import PoolDep, SettingsDep
 from profilestore.disconnect import CancelOnDisconnect
@@ -52,14 +53,6 @@ WARNING_SWEEP_SECONDS = 3600.0
 WARNING_SWEEP_BATCH = 10_000
 PARTITION_CHECK_SECONDS = 86400.0
 SESSION_SWEEP_SECONDS = 300.0
-
-
-def resolve_database_url(settings: Settings) -> str:
-    if settings.database_url:
-        return settings.database_url
-    from profilestore.db.embedded import embedded_database_url
-
-    return embedded_database_url(settings.home)
 
 
 async def _sweep_tombstones(app: FastAPI) -> None:

@@ -16,11 +16,9 @@ from rich.console import Console
 from rich.table import Table
 
 from profilestore import projects
-from profilestore.app import resolve_database_url
-from profilestore.db import migrate
+from profilestore.db.embedded import resolve_database_url
 from profilestore.db.engine import libpq_dsn
 from profilestore.errors import ProfilestoreError
-from profilestore.server import uvicorn_options
 from profilestore.settings import Settings, get_settings
 
 app = typer.Typer(help="A self-hosted, Mixpanel-compatible user-profile store.", no_args_is_help=True)
@@ -71,6 +69,9 @@ def serve(
     """Apply migrations, then serve the API (on an embedded Postgres when DATABASE_URL is unset)."""
     import uvicorn
 
+    from profilestore.db import migrate
+    from profilestore.server import uvicorn_options
+
     settings = get_settings(host=host, port=port, workers=workers)
     url = resolve_database_url(settings)
     migrate.upgrade(url)
@@ -106,6 +107,8 @@ def serve(
 @app.command("migrate")
 def migrate_command() -> None:
     """Apply the database migrations (alembic upgrade head)."""
+    from profilestore.db import migrate
+
     migrate.upgrade(resolve_database_url(get_settings()))
     console.print("database is up to date")
 
@@ -221,7 +224,7 @@ def import_csv(
     from profilestore.imports import jobs, reading
     from profilestore.imports import sql as import_sql
     from profilestore.imports.console import SHOWN_WARNINGS, Display, print_summary
-    from profilestore.imports.plan import ImportOptions
+    from profilestore.imports.plan import ImportOptions, PlanError
     from profilestore.imports.run import Hooks, connect
 
     err = Console(stderr=True)
@@ -247,15 +250,21 @@ def import_csv(
         raise typer.Exit(2) from None
     settings = get_settings()
     with (
-        _errors(err, reading.FileError),
+        _errors(err, reading.FileError, OSError),
         reading.local_file(file) as path,
         connect(resolve_database_url(settings)) as conn,
     ):
         row = conn.execute("SELECT id FROM projects WHERE token = %s", (token,)).fetchone()
         if row is None:
             raise ProfilestoreError("no project has this token")
-        with Display(err) as display:
-            job_id, _ = jobs.execute(conn, settings, int(row[0]), options, path, Hooks(progress=display))
+        if warnings:
+            open(warnings, "w").close()  # a path that cannot be written fails now, not after the import
+        try:
+            with Display(err) as display:
+                job_id, _ = jobs.execute(conn, settings, int(row[0]), options, path, Hooks(progress=display))
+        except PlanError as exc:  # the options do not fit the file: bad options
+            err.print(f"[red]error:[/red] {exc.message}", highlight=False)
+            raise typer.Exit(2) from None
         job = conn.execute("SELECT summary FROM import_jobs WHERE id = %s", (job_id,)).fetchone()
         assert job is not None
         shown = conn.execute(import_sql.READ_WARNINGS, (job_id, SHOWN_WARNINGS)).fetchall()

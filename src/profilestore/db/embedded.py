@@ -10,6 +10,15 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from profilestore.settings import Settings
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """DATABASE_URL, or the embedded server's (started, or joined, under PROFILESTORE_HOME)."""
+    return settings.database_url or embedded_database_url(settings.home)
 
 
 def embedded_database_url(home: Path) -> str:

@@ -1,9 +1,9 @@
 """Rows to chunks ready for COPY, prepared in a thread of their own while Postgres writes the chunk before.
 
-A chunk holds at most `import_chunk_rows` identifiers: a row whose identifier is already in the chunk is
-merged into it (its values win, as they would applied one after the other) with a `duplicate` warning.  Its
-records are `/engage`'s `fast` records (a `$set` with its `$time`, and `$ignore_time`: an import does not
-touch `$last_seen`), already in COPY's text format, so the writing thread only sends bytes.
+A chunk holds at most `import_chunk_rows` identifiers, each once (prepare merges repeats; the database's
+step reports them as duplicates, sql.py).  Its records are `/engage`'s `fast` records (a `$set`
+with its `$time`, and `$ignore_time`: an import does not touch `$last_seen`), already in COPY's text format,
+so the writing thread only sends bytes.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ T = TypeVar("T")
 
 @dataclass
 class Chunk:
-    payload: bytes  # COPY text rows: line, identifier, rows merged, record
+    payload: bytes  # COPY text rows: last line, identifier, every line, record
     records: int
     rows: int  # rows of the file this chunk read (problems included)
-    position: int  # bytes of the file read, after this chunk
+    position: int  # bytes of the file read after this chunk
     problems: list[Problem] = field(default_factory=list)
 
 
@@ -37,28 +37,28 @@ def _copy_text(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
-def duplicate(line: int, id_name: str, ident: str, earlier: int) -> Problem:
-    return Problem(
-        line, "duplicate", f"line {line}: {id_name} {ident!r} is also on line {earlier}; the later values win"
-    )
-
-
 def prepare(
     plan: Plan, items: Iterator[Row | Problem], source: Source, settings: Settings, base: dict[str, Any]
 ) -> Iterator[Chunk]:
-    """The file's rows as chunks; `base` is what every record carries (project, `$time`, group key)."""
+    """The file's rows as chunks; `base` is what every record carries (project, `$time`, group key).
+
+    An identifier's rows within a chunk are merged into one record, the later values winning (as they would
+    applied one after the other), which keeps every line: the database's step warns per line (sql.py), so
+    the warnings do not depend on the chunk size, and re-running the file writes nothing.  A merge that would
+    pass `/engage`'s record size starts the next chunk instead."""
     maker = RowMaker(plan, settings)
-    limit = settings.import_chunk_rows
+    limit, max_record = settings.import_chunk_rows, settings.max_record_bytes
     t = base["t"]
-    chunk: dict[str, list[Any]] = {}  # identifier -> [line, rows merged, properties]
+    chunk: dict[str, list[Any]] = {}  # identifier -> [lines, properties, size in bytes or None]
     problems: list[Problem] = []
     rows = 0
 
     def done() -> Chunk:
         out = []
-        for ident, (line, n, props) in chunk.items():
+        for ident, (lines, props, _) in chunk.items():
             rec = orjson.dumps({**base, "d": ident, "set": props, "ft": dict.fromkeys(props, t)}).decode()
-            out.append(f"{line}\t{_copy_text(ident)}\t{n}\t{_copy_text(rec)}\n")
+            numbers = ",".join(map(str, lines))
+            out.append(f"{lines[-1]}\t{_copy_text(ident)}\t{{{numbers}}}\t{_copy_text(rec)}\n")
         return Chunk("".join(out).encode(), len(chunk), rows, source.position(), problems)
 
     for item in items:
@@ -70,15 +70,18 @@ def prepare(
         ident, props, notes = made
         if notes:
             problems.extend(notes)
-        line = item.line
         same = chunk.get(ident)
-        if same is None:
-            chunk[ident] = [line, 1, props]
-        else:
-            problems.append(duplicate(line, maker.id_name, ident, same[0]))
-            same[0] = line
-            same[1] += 1
-            same[2].update(props)
+        if same is not None:
+            size = same[2] if same[2] is not None else len(orjson.dumps(same[1]))
+            size += len(orjson.dumps(props))
+            if size <= max_record:
+                same[0].append(item.line)
+                same[1].update(props)
+                same[2] = size
+                continue
+            yield done()
+            chunk, problems, rows = {}, [], 0
+        chunk[ident] = [[item.line], props, None]
         if len(chunk) >= limit:
             yield done()
             chunk, problems, rows = {}, [], 0

@@ -18,15 +18,16 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from profilestore.imports.columns import BadValue, Inference, Mapping, converter, parse_map, property_for
-from profilestore.imports.reading import Problem, Row
+from profilestore.imports.reading import FileError, Problem, Row
 from profilestore.settings import Settings
 
 MAX_NAME = 255  # characters of an id, a property name or a group key, as on /engage
 SHOWN = 40  # characters of a cell quoted in a warning
 
 
-class PlanError(ValueError):
-    """Options that do not fit the file (an unknown column, two columns on one property...)."""
+class PlanError(FileError):
+    """Options that do not fit the file (an unknown column, two columns on one property...): nothing is
+    imported; the command exits 2 (bad options) rather than 1."""
 
 
 class ImportOptions(BaseModel):

@@ -20,9 +20,9 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from profilestore.imports import sql
-from profilestore.imports.chunks import Chunk, duplicate, in_thread, prepare
+from profilestore.imports.chunks import Chunk, in_thread, prepare
 from profilestore.imports.columns import Inference
-from profilestore.imports.plan import ImportOptions, Plan, PlanError, make_plan, resolve_types
+from profilestore.imports.plan import ImportOptions, Plan, make_plan, resolve_types
 from profilestore.imports.reading import (
     SNIFF_BYTES,
     FileError,
@@ -188,16 +188,14 @@ class Importer:
         self.started = time.time()
         self.rows_total: int | None = None
         self.bytes_total: int | None = None
+        self.bytes_done = 0
 
     def run(self, path: str, hooks: Hooks | None = None) -> Summary:
         hooks = hooks or Hooks()
         set_field_limit(self.settings.max_import_line_bytes)
         source, items, headers = open_rows(path, self.options, self.settings)
         source.close()
-        try:
-            plan = make_plan(headers, self.options, self.settings)
-        except PlanError as exc:
-            raise FileError(str(exc)) from None
+        plan = make_plan(headers, self.options, self.settings)
         inference = None
         if self.options.types == "infer" and any(t.kind is None for t in plan.targets):
             inference, self.rows_total = scan(path, self.options, self.settings, plan, hooks)
@@ -246,7 +244,7 @@ class Importer:
                 raise Interrupted()
             self._write(plan, chunk, cohort_id)
             hooks.progress(
-                Progress("importing", self.summary.rows, self.rows_total, chunk.position, source.size)
+                Progress("importing", self.summary.rows, self.rows_total, self.bytes_done, source.size)
             )
 
     def _write(self, plan: Plan, chunk: Chunk, cohort_id: int | None) -> None:
@@ -259,6 +257,7 @@ class Importer:
         }
         summary = self.summary
         summary.rows += chunk.rows
+        self.bytes_done = max(self.bytes_done, chunk.position)
         problems = chunk.problems
         with self.conn.transaction(), self.conn.cursor() as cur:
             if chunk.records:
@@ -297,7 +296,7 @@ class Importer:
                     "id": self.job_id,
                     "rows_done": summary.rows,
                     "rows_total": self.rows_total,
-                    "bytes_done": chunk.position,
+                    "bytes_done": self.bytes_done,
                     "bytes_total": self.bytes_total,
                     "summary": Jsonb(summary.as_json()),
                 },
@@ -325,7 +324,9 @@ def _warning(line: int, kind: str, plan: Plan, ident: str, prop: str | None, oth
         return Problem(line, kind, f"line {line}: {id_name} {ident!r} has no profile (update mode); skipped")
     if kind == "duplicate":
         assert other is not None
-        return duplicate(line, id_name, ident, other)
+        return Problem(
+            line, kind, f"line {line}: {id_name} {ident!r} is also on line {other}; the later values win"
+        )
     return Problem(
         line,
         kind,

@@ -36,11 +36,11 @@ TABLES: dict[Literal["profile", "group"], dict[str, str]] = {
 }
 
 TEMP_TABLES = """
-CREATE TEMP TABLE IF NOT EXISTS import_stage (line bigint, id text, n integer, rec jsonb)
+CREATE TEMP TABLE IF NOT EXISTS import_stage (line bigint, id text, lines bigint[], rec jsonb)
     ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS import_plan (
-    line bigint, id text, n integer, rec jsonb, stored boolean, same boolean, newer text[], dup_line bigint,
-    skip text
+    line bigint, id text, lines bigint[], rec jsonb, stored boolean, same boolean, newer text[],
+    dup_line bigint, skip text
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS import_seen (id text PRIMARY KEY, line bigint);
 TRUNCATE pg_temp.import_seen;
@@ -57,19 +57,20 @@ SET LOCAL jit = off;
 SET LOCAL gin_pending_list_limit = '32MB'
 """
 
-COPY_STAGE = "COPY pg_temp.import_stage (line, id, n, rec) FROM STDIN"
+# line: the record's last line; lines: every line it stands for (a chunk merges an identifier's rows).
+COPY_STAGE = "COPY pg_temp.import_stage (line, id, lines, rec) FROM STDIN"
 
 # `same`: every value of the row equals the stored one (a row that changes nothing is not written);
 # `newer`: the row's properties that a later update already set to another value (the fold keeps those; a
 # property's time is T, or [T, "o"|"u"] after $set_once / $unset);
 # only looked for when the profile's newest time is after the import's start (max_time >= every property's).
 CLASSIFY = """
-INSERT INTO pg_temp.import_plan (line, id, n, rec, stored, same, newer, dup_line, skip)
-SELECT c.line, c.id, c.n, c.rec, c.stored, c.same, c.newer, c.dup_line,
+INSERT INTO pg_temp.import_plan (line, id, lines, rec, stored, same, newer, dup_line, skip)
+SELECT c.line, c.id, c.lines, c.rec, c.stored, c.same, c.newer, c.dup_line,
        CASE WHEN %(mode)s = 'create' AND c.stored AND c.dup_line IS NULL THEN 'exists'
             WHEN %(mode)s = 'update' AND NOT c.stored AND c.dup_line IS NULL THEN 'missing' END
 FROM (
-    SELECT s.line, s.id, s.n, s.rec, p.properties IS NOT NULL AS stored,
+    SELECT s.line, s.id, s.lines, s.rec, p.properties IS NOT NULL AS stored,
            p.properties IS NOT NULL AND NOT EXISTS (
                SELECT FROM jsonb_each(s.rec->'set') AS e WHERE p.properties->e.key IS DISTINCT FROM e.value
            ) AS same,
@@ -87,13 +88,17 @@ FROM (
 ) AS c
 """
 
-# What the chunk did, row by row where a warning is due, and counted (n: the file's rows a record stands for).
+# What the chunk did, line by line where a warning is due (a skipped record: each of its lines; a repeat:
+# the line before it, in this chunk or an earlier one), and counted by lines.
 WARNINGS = """
-SELECT line, id, skip AS kind, NULL AS prop, NULL::bigint AS other
-FROM pg_temp.import_plan WHERE skip IS NOT NULL
+SELECT l AS line, id, skip AS kind, NULL AS prop, NULL::bigint AS other
+FROM pg_temp.import_plan, unnest(lines) AS l WHERE skip IS NOT NULL
 UNION ALL
-SELECT line, id, 'duplicate', NULL, dup_line
+SELECT lines[1], id, 'duplicate', NULL, dup_line
 FROM pg_temp.import_plan WHERE skip IS NULL AND dup_line IS NOT NULL
+UNION ALL
+SELECT lines[i], id, 'duplicate', NULL, lines[i - 1]
+FROM pg_temp.import_plan, generate_subscripts(lines, 1) AS i WHERE skip IS NULL AND i > 1
 UNION ALL
 SELECT line, id, 'newer_value', k, NULL FROM pg_temp.import_plan, unnest(newer) AS k WHERE skip IS NULL
 ORDER BY 1, 3, 4
@@ -107,7 +112,7 @@ SELECT coalesce(sum(1) FILTER (WHERE skip IS NULL AND NOT stored AND dup_line IS
        coalesce(sum(n) FILTER (WHERE skip IS NULL AND same), 0) AS unchanged,
        coalesce(sum(n) FILTER (WHERE skip = 'exists'), 0) AS exists,
        coalesce(sum(n) FILTER (WHERE skip = 'missing'), 0) AS missing
-FROM pg_temp.import_plan
+FROM (SELECT *, cardinality(lines) AS n FROM pg_temp.import_plan) AS plan
 """
 
 APPLY = """
