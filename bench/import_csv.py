@@ -32,7 +32,7 @@ What one run does:
    after each pair the two tables are compared row by row (they must hold the same properties);
 5. with --api: TRUNCATE profiles, start `profilestore serve`, POST the fresh file to /api/profiles/import
    (streamed), poll the status URL until `done`: the time from the upload's start, and the peak RSS of the
-   server (VmHWM after a reset) and of the `profilestore import-job` process it starts (VmHWM polled);
+   server (VmHWM after a reset) and of the import process it starts (`profilestore import-job`; VmHWM polled);
 6. prints a markdown table of each import beside the floor (ratio = import rate / floor rate), the targets
    (each import < 30 s, >= 0.5 of the floor's rate, < 300 MB resident), the machine line, and one JSON line.
 
@@ -49,6 +49,7 @@ import csv
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -72,6 +73,8 @@ from harness.server import Server, basic, free_port
 from profilestore import projects
 
 BENCH_DB = "profilestore_bench_import"
+# A client backend's title: "postgres: 15/main: USER DATABASE HOST(PORT) STATE" (or [local]).
+CLIENT = re.compile(r"\(\d+\) |\[local\] ")
 TARGET_SECONDS = 30.0
 TARGET_RATIO = 0.5
 TARGET_MB = 300.0
@@ -167,7 +170,7 @@ class Watch:
     """CPU-seconds per party and the peak memory (VmHWM) of the importing processes during one phase, from
     /proc every `interval` s: a process that ends during the phase counts up to its last sample."""
 
-    def __init__(self, exclude: set[int], interval: float = 0.2) -> None:
+    def __init__(self, exclude: set[int], interval: float = 0.5) -> None:
         self.exclude = exclude  # the bench's own backends (its progress polling)
         self.interval = interval
         self.root: int | None = None
@@ -181,9 +184,19 @@ class Watch:
         self.thread.start()
 
     def label(self, pid: int) -> str:
-        if pid not in self.labels:
-            self.labels[pid] = "job" if "import-job" in cmdline(pid) else ("root" if pid == self.root else "")
-        return self.labels[pid] or "root"
+        """The server's import process (`python -m profilestore import-job ID`, or `profilestore.imports ID`;
+        looked at until its exec shows): "job"; the rest of the tree: "root"."""
+        if pid not in self.labels and pid != self.root and "import" in cmdline(pid):
+            self.labels[pid] = "job"
+        return self.labels.get(pid, "root")
+
+    def postgres_party(self, pid: int) -> str:
+        """A process of the cluster (checkpointer, WAL writer, ...), or a client of another database: another
+        job on the machine.  A process that is exiting has no command line: it keeps its party."""
+        args = cmdline(pid)
+        if not args:
+            return self.seen.get(pid, ("postgres_other",))[0]
+        return "other" if CLIENT.search(args) else "postgres_other"
 
     def sample(self) -> None:
         snap = cpu_snapshot(self.root)
@@ -200,11 +213,11 @@ class Watch:
             elif pid in snap.backends:
                 party = "postgres_backends"
             elif proc.name == "postgres" and snap.postmaster in (pid, proc.ppid):
-                party = "postgres_other"
+                party = self.postgres_party(pid)
             else:
                 party = "other"
-            # A backend's title changes with every statement: once seen as the bench database's, it stays so.
-            if party == "postgres_other" and self.seen.get(pid, ("",))[0] == "postgres_backends":
+            # An exiting backend has no command line: once seen as the bench database's, it stays so.
+            if self.seen.get(pid, ("",))[0] == "postgres_backends":
                 party = "postgres_backends"
             self.seen[pid] = (party, proc.seconds)
 
@@ -284,7 +297,7 @@ class JobPoll:
         return row[0] if row else None
 
     def run(self) -> None:
-        while not self.stop.wait(0.1) and self.first_chunk is None:
+        while not self.stop.wait(0.25) and self.first_chunk is None:
             row = self.conn.execute(
                 "SELECT rows_done FROM import_jobs WHERE id > %s ORDER BY id DESC LIMIT 1", (self.last_job,)
             ).fetchone()
