@@ -19,7 +19,6 @@ import psycopg
 from playwright.sync_api import Browser, Page, expect
 from web_support import engage, screenshot, sign_in, track
 
-from profilestore.query.events.names import NAMES
 from profilestore.web.linechart import line_chart
 
 FIRST = dt.date(2025, 3, 3)  # a Monday
@@ -336,24 +335,6 @@ def test_event_search_filters_the_picker_with_javascript(
     expect(visible).to_have_text(["Event 07", "Event 10", "Event 11"])  # a ticked one stays
     page.get_by_label("Find an event").press("Enter")  # finds, does not submit
     expect(page).to_have_url(f"{server.url}/insights?event=Event+07")
-
-
-def test_the_names_query_reads_the_event_time_index(
-    db: psycopg.Connection[Any], project: dict[str, Any]
-) -> None:
-    params = {
-        "project_id": project["id"],
-        "start": dt.datetime(2025, 3, 3, tzinfo=dt.UTC),
-        "end": dt.datetime(2025, 3, 17, tzinfo=dt.UTC),
-        "limit": 501,
-    }
-    db.execute("SET enable_seqscan = off")  # an empty test table would otherwise be scanned whole
-    try:
-        plan = "\n".join(r["QUERY PLAN"] for r in db.execute("EXPLAIN " + NAMES, params).fetchall())
-    finally:
-        db.execute("RESET enable_seqscan")
-    assert "project_id_event_time" in plan, plan
-    assert "Recursive Union" in plan and "HashAggregate" not in plan, plan
 
 
 def test_the_line_chart_draws_a_line_per_series_with_labelled_axes() -> None:
