@@ -394,10 +394,22 @@ def test_browser_sdk_calls_land(
     def pump(seconds: float) -> None:
         tab.wait_for_timeout(seconds * 1000)
 
+    expected = {
+        "plan": "pro",
+        "seats": 3,
+        "$email": "u@example.com",
+        "nested": {"a": [1, "two"]},
+        "naïve ✓": "ü",
+        "n": 2,
+        "company": ["acme"],
+        "b64": "~~~~~~??????",
+    }
+    # Every update has landed (with sendBeacon the page gets no answers and the requests may arrive in any
+    # order, so wait for all of them, not for the last one sent).
     profile = poll(
         "the profile",
         lambda: profiles_of(db, project["id"]).get("u-browser"),
-        lambda p: p is not None and "n" in p["properties"] and "company" in p["properties"],
+        lambda p: p is not None and all(k in p["properties"] for k in expected),
         dump,
         pump,
     )
@@ -414,16 +426,6 @@ def test_browser_sdk_calls_land(
     print(f"  SDK callbacks: {results}")
 
     properties = profile["properties"]
-    expected = {
-        "plan": "pro",
-        "seats": 3,
-        "$email": "u@example.com",
-        "nested": {"a": [1, "two"]},
-        "naïve ✓": "ü",
-        "n": 2,
-        "company": ["acme"],
-        "b64": "~~~~~~??????",
-    }
     assert {k: properties.get(k) for k in expected} == expected
     assert properties.get("$browser") == "Chrome"  # the SDK's own people properties
     assert group == {("company", "acme"): {"name": "Acme", "size": 12}}
