@@ -32,16 +32,15 @@ import argparse
 import datetime as dt
 import json
 import os
-import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import psycopg
-from psycopg import sql
 
 from harness.data import load_profiles
 from harness.db import bench_url, create_database, create_project, drop_database, use_database
+from harness.events import load_events
 from harness.machine import announce_machine, machine_facts
 from harness.proc import RssSampler
 from harness.report import Row, markdown, ms
@@ -51,35 +50,9 @@ from profilestore.db import migrate
 
 BENCH_DB = "profilestore_bench_cohorts"
 
-EVENT_CHUNKS = 20
 TARGET_S = 2.0
 TARGET_RSS_MB = 300.0
 PRO = 'properties["plan"] == "pro"'
-
-# One statement per time slice [lo, lo + span); the subquery keeps random() per row.
-EVENTS_SQL = """
-INSERT INTO events (project_id, event, distinct_id, time, insert_id, properties, received_at)
-SELECT %(project_id)s, s.ev, s.d, s.t, 'e' || s.g,
-  jsonb_build_object('distinct_id', s.d, 'time', floor(extract(epoch FROM s.t))::bigint,
-      '$insert_id', 'e' || s.g,
-      '$browser', (ARRAY['Chrome', 'Firefox', 'Safari', 'Edge'])[1 + floor(s.r3 * 4)::int],
-      'mp_lib', 'web')
-  || CASE WHEN s.ev = 'Purchase' THEN jsonb_build_object('amount', round((s.r4 * 200)::numeric, 2))
-     ELSE '{}' END,
-  s.t
-FROM (
-  SELECT g, r3, r4,
-    CASE WHEN r6 < 0.05 THEN 'anon' || floor(r1 * 100000)::int
-         ELSE 'u' || lpad((1 + floor(%(profiles)s * r1 * r1))::bigint::text, 8, '0') END AS d,
-    CASE WHEN r2 < 0.50 THEN 'Viewed' WHEN r2 < 0.70 THEN 'Added' WHEN r2 < 0.85 THEN 'Purchase'
-         WHEN r2 < 0.95 THEN 'Shared' ELSE 'Signed up' END AS ev,
-    %(lo)s::timestamptz + r5 * %(span)s::interval AS t
-  FROM (
-    SELECT g, random() AS r1, random() AS r2, random() AS r3, random() AS r4, random() AS r5, random() AS r6
-    FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g
-  ) AS s0
-) AS s
-"""
 
 RAW_COUNTS = {
     "pro": 'SELECT count(*) FROM profiles WHERE project_id = %(p)s AND properties @> \'{"plan": "pro"}\'',
@@ -118,68 +91,6 @@ FROM events AS e LEFT JOIN profiles AS p ON p.project_id = e.project_id AND p.di
 WHERE e.project_id = %(p)s AND e.time >= %(start)s AND e.time < %(end)s
 ORDER BY e.time, e.event, e.distinct_id, e.insert_id
 """
-
-
-def load_events(url: str, project_id: int, profiles: int, n: int) -> dict[str, Any]:
-    """The events by SQL, a time slice per chunk; indexes dropped for the load and rebuilt after it."""
-    figures: dict[str, Any] = {}
-    end = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    start = end - dt.timedelta(days=90)
-    span = (end - start) / EVENT_CHUNKS
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("SELECT profilestore_ensure_event_partitions(%s, 5)", (start,))
-        indexes = conn.execute(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'events'"
-        ).fetchall()
-        for name, _ in indexes:
-            conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
-        conn.execute("SELECT setseed(0.17)")
-        began = time.perf_counter()
-        per_chunk = -(-n // EVENT_CHUNKS)
-        for i in range(EVENT_CHUNKS):
-            first, last = i * per_chunk + 1, min(n, (i + 1) * per_chunk)
-            if first > last:
-                break
-            conn.execute(
-                EVENTS_SQL,
-                {
-                    "project_id": project_id,
-                    "profiles": profiles,
-                    "lo": start + i * span,
-                    "span": span,
-                    "first": first,
-                    "last": last,
-                },
-            )
-            rate = last / (time.perf_counter() - began)
-            print(f"  loaded {last:,} events ({rate:,.0f}/s)", end="\r", flush=True)
-        figures["insert_s"] = round(time.perf_counter() - began, 1)
-        print()
-        began = time.perf_counter()
-        conn.execute("SET maintenance_work_mem = '1GB'")
-        for name, definition in indexes:
-            t0 = time.perf_counter()
-            conn.execute(definition.replace(" ON ONLY ", " ON "))
-            print(f"  rebuilt {name} in {time.perf_counter() - t0:.1f} s", flush=True)
-        figures["indexes_s"] = round(time.perf_counter() - began, 1)
-        began = time.perf_counter()
-        conn.execute(
-            "INSERT INTO users_seen (project_id, distinct_id, first_seen, last_seen)"
-            " SELECT project_id, distinct_id, min(time), max(time) FROM events GROUP BY 1, 2"
-        )
-        figures["users_seen_s"] = round(time.perf_counter() - began, 1)
-        began = time.perf_counter()
-        conn.execute("VACUUM (ANALYZE) events")
-        conn.execute("VACUUM (ANALYZE) users_seen")
-        figures["vacuum_analyze_s"] = round(time.perf_counter() - began, 1)
-        row = conn.execute(
-            "SELECT count(*), pg_total_relation_size('events') + coalesce((SELECT sum("
-            "pg_total_relation_size(inhrelid)) FROM pg_inherits WHERE inhparent = 'events'::regclass), 0),"
-            " (SELECT count(*) FROM users_seen), count(*) FILTER (WHERE event = 'Purchase') FROM events"
-        ).fetchone()
-        assert row is not None
-        figures.update(rows=row[0], total_bytes=int(row[1]), users=row[2], purchases=row[3])
-    return figures
 
 
 def measure(
@@ -394,7 +305,9 @@ def main() -> None:
         print(f"loading {args.profiles:,} profiles ...", flush=True)
         results["profiles"] = load_profiles(url, project["id"], args.profiles)
         print(f"loading {args.events:,} events ...", flush=True)
-        results["events"] = ev = load_events(url, project["id"], args.profiles, args.events)
+        results["events"] = ev = load_events(
+            url, project["id"], shape="skewed", profiles=args.profiles, n=args.events
+        )
         print(
             f"loaded {ev['rows']:,} events ({ev['purchases']:,} Purchase) of {ev['users']:,} users:"
             f" insert {ev['insert_s']} s, indexes {ev['indexes_s']} s, users_seen {ev['users_seen_s']} s,"

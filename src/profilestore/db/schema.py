@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     Double,
     ForeignKey,
@@ -159,6 +160,19 @@ users_seen = Table(
     PrimaryKeyConstraint("project_id", "distinct_id"),
 )
 
+
+# The events per (project, UTC day, event, distinct_id): the narrow path of analytics
+# (query/events/rollup.py).  Kept exact by triggers on `events` (db/sql/0010_event_days.sql) for every writer.
+event_days = Table(
+    "event_days",
+    metadata,
+    Column("project_id", BigInteger, nullable=False),
+    Column("day", Date, nullable=False),
+    Column("event", Text, nullable=False),
+    Column("distinct_id", Text, nullable=False),
+    Column("events", BigInteger, nullable=False),
+    PrimaryKeyConstraint("project_id", "day", "event", "distinct_id"),
+)
 
 # Indexes for the read API's `where` (expressions/): equality on any property compiles to
 # `properties @> {"name": value}` (jsonb_path_ops: the smaller, faster GIN for containment) and `defined()` to
