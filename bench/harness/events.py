@@ -30,7 +30,7 @@ SELECT %(project_id)s, s.ev, s.d, s.t, s.i,
       '$browser', (ARRAY['Chrome', 'Firefox', 'Safari', 'Edge'])[1 + floor(s.r3 * 4)::int],
       'mp_lib', 'web')
   || CASE WHEN s.ev = 'Purchase' THEN jsonb_build_object('amount', round((s.r4 * 200)::numeric, 2))
-     ELSE '{}' END,
+     ELSE '{{}}' END,
   s.t
 FROM ({rows}) AS s
 """

@@ -61,7 +61,11 @@ def test_the_rollup_is_filled_from_the_events_stored_before_it(empty_database: s
         "SELECT project_id, (time AT TIME ZONE 'UTC')::date AS day, event, distinct_id, count(*) AS events"
         " FROM events GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
     )
-    rollup = "SELECT project_id, day, event, distinct_id, events FROM event_days ORDER BY 1, 2, 3, 4"
+    rollup = (
+        "SELECT r.project_id, r.day, k.name AS event, coalesce(u.distinct_id, '') AS distinct_id, r.events"
+        " FROM event_days AS r JOIN event_names AS k ON k.id = r.event_id"
+        " LEFT JOIN event_users AS u ON u.id = r.user_id ORDER BY 1, 2, 3, 4"
+    )
     with connect(empty_database) as conn:
         assert conn.execute(rollup).fetchall() == conn.execute(grouped).fetchall()
         assert sum(r["events"] for r in conn.execute(rollup).fetchall()) == 2001

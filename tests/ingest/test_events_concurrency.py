@@ -82,7 +82,9 @@ def test_concurrent_event_batches(
         (project["id"],),
     ).fetchall()
     rollup = db.execute(
-        "SELECT day, event, distinct_id, events FROM event_days WHERE project_id = %s ORDER BY 1, 2, 3",
+        "SELECT r.day, k.name AS event, u.distinct_id, r.events FROM event_days AS r"
+        " JOIN event_names AS k ON k.id = r.event_id JOIN event_users AS u ON u.id = r.user_id"
+        " WHERE r.project_id = %s ORDER BY 1, 2, 3",
         (project["id"],),
     ).fetchall()
     assert rollup == grouped

@@ -24,7 +24,11 @@ from support import LiveServer, new_project
 Row = dict[str, Any]
 DAY0 = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
 
-ROLLUP = "SELECT day, event, distinct_id, events FROM event_days WHERE project_id = %(p)s ORDER BY 1, 2, 3"
+ROLLUP = (
+    "SELECT r.day, k.name AS event, coalesce(u.distinct_id, '') AS distinct_id, r.events FROM event_days AS r"
+    " JOIN event_names AS k ON k.id = r.event_id LEFT JOIN event_users AS u ON u.id = r.user_id"
+    " WHERE r.project_id = %(p)s ORDER BY 1, 2, 3"
+)
 GROUPED = (
     "SELECT (time AT TIME ZONE 'UTC')::date AS day, event, distinct_id, count(*) AS events FROM events"
     " WHERE project_id = %(p)s GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"

@@ -288,7 +288,12 @@ class _Compiler:
         """Rows (d, n): the user's n events of the name in the window, from the daily rollup `event_days` for
         the window's whole UTC days and from `events` for the parts of days at its ends (a rolling window
         `[now - 30 days, now]` starts and ends inside a day)."""
-        whole = [sql.SQL("r.project_id = {}").format(self.pid), sql.SQL("r.event = {}").format(event)]
+        whole = [
+            sql.SQL("r.project_id = {}").format(self.pid),
+            sql.SQL(
+                "r.event_id = (SELECT k.id FROM event_names AS k WHERE k.project_id = {} AND k.name = {})"
+            ).format(self.pid, event),
+        ]
         edges: list[tuple[dt.datetime | None, dt.datetime | None, bool]] = []
         first = None if start is None else _ceil_day(start)
         last = None if end is None else _floor_day(end)
@@ -307,9 +312,11 @@ class _Compiler:
         parts: list[sql.Composable] = []
         if whole:
             parts.append(
-                sql.SQL("SELECT r.distinct_id AS d, r.events AS n FROM event_days AS r WHERE {}").format(
-                    sql.SQL(" AND ").join(whole)
-                )
+                sql.SQL(
+                    "SELECT coalesce(u.distinct_id, '') AS d, g.n FROM (SELECT r.user_id, sum(r.events) AS n"
+                    " FROM event_days AS r WHERE {} GROUP BY r.user_id) AS g"
+                    " LEFT JOIN event_users AS u ON u.id = g.user_id"
+                ).format(sql.SQL(" AND ").join(whole))
             )
         for lo, hi, inclusive in edges:
             parts.append(

@@ -17,11 +17,13 @@ from sqlalchemy import (
     ForeignKey,
     Identity,
     Index,
+    Integer,
     MetaData,
     PrimaryKeyConstraint,
     SmallInteger,
     Table,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
@@ -161,17 +163,34 @@ users_seen = Table(
 )
 
 
-# The events per (project, UTC day, event, distinct_id): the narrow path of analytics
-# (query/events/rollup.py).  Kept exact by triggers on `events` (db/sql/0010_event_days.sql) for every writer.
+# The narrow path of analytics (query/events/rollup.py): the events per (project, UTC day, event, user), keyed
+# by integers from two per-project dictionaries (names and users; user 0 is the '' of events without one).
+# Kept exact by triggers on `events` (db/sql/0010_event_days.sql) for every writer.
+event_names = Table(
+    "event_names",
+    metadata,
+    Column("id", Integer, Identity(always=False), primary_key=True),
+    Column("project_id", BigInteger, nullable=False),
+    Column("name", Text, nullable=False),
+    UniqueConstraint("project_id", "name"),
+)
+event_users = Table(
+    "event_users",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    Column("project_id", BigInteger, nullable=False),
+    Column("distinct_id", Text, nullable=False),
+    UniqueConstraint("project_id", "distinct_id"),
+)
 event_days = Table(
     "event_days",
     metadata,
     Column("project_id", BigInteger, nullable=False),
     Column("day", Date, nullable=False),
-    Column("event", Text, nullable=False),
-    Column("distinct_id", Text, nullable=False),
+    Column("event_id", Integer, nullable=False),
+    Column("user_id", BigInteger, nullable=False),
     Column("events", BigInteger, nullable=False),
-    PrimaryKeyConstraint("project_id", "day", "event", "distinct_id"),
+    PrimaryKeyConstraint("project_id", "day", "event_id", "user_id"),
 )
 
 # Indexes for the read API's `where` (expressions/): equality on any property compiles to

@@ -244,23 +244,17 @@ async def rollup_statements(
     if where is not None:
         user_conditions.append(compile_where(where, ev.EVENT_SCOPE, compiled, now=now))
     if request.cohort is not None:
-        user_conditions.append(await _cohort(conn, project_id, request.cohort, compiled, now, "g.d"))
-    keys: list[tuple[str, sql.Composable, str]] = []
+        user_conditions.append(await _cohort(conn, project_id, request.cohort, compiled, now, "x.d"))
+    keys: list[tuple[str, Any]] = []
     for group in request.group_by:
         match group:
             case EventName():
-                keys.append(("row", *rollup.event_key()))
+                keys.append(("event", None))
             case TimeBucket(unit=unit):
-                keys.append(("row", *rollup.time_key(unit)))
+                keys.append(("time", unit))
             case UserProperty(name=name):
-                keys.append(("user", *rollup.user_key(name, compiled, now)))
-    per_user = any(isinstance(g, EventName) for g in request.group_by) and any(
-        isinstance(g, TimeBucket) and g.unit == "day" for g in request.group_by
-    )
-    join = ev.uses_user(where) or any(isinstance(g, UserProperty) for g in request.group_by)
-    groups, totals = rollup.statements(
-        keys=keys, conditions=conditions, user_conditions=user_conditions, join=join, per_user=per_user
-    )
+                keys.append(("user", rollup.user_value(name, compiled, now)))
+    groups, totals = rollup.statements(keys=keys, conditions=conditions, user_conditions=user_conditions)
     return groups, totals, {**compiled.values, **params}
 
 
