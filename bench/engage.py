@@ -2,7 +2,7 @@
 """Ingestion benchmark of /engage: the service against the same upserts sent straight to Postgres.
 
     python bench/engage.py [--database-url URL] [--seconds N] [--clients 8] [--batch 200] [--workers 1]
-                           [--profile]
+                           [--preload 1000000] [--profile]
 
 One run, one Postgres server (the one of --database-url), one fresh database `profilestore_bench` on it
 (created, migrated, dropped at the end):
@@ -21,7 +21,10 @@ so the garbage collector shows as itself) during the saturation phase, writes th
 (speedscope.app or flamegraph.pl read them) and a summary, and prints where the time goes.  py-spy pauses
 the server at every sample, so a --profile run's saturation figures are lower (--profile-python-only: no
 pauses, no C frames).
-The profiles table is truncated (and a CHECKPOINT taken) before every measured phase, so all start empty.
+--preload N (default 1,000,000) first loads N profiles of another project (harness/data.py), so the phases
+write into a table and indexes the size of a real one; before every measured phase the bench projects'
+profiles are deleted, the table vacuumed (GIN pending lists flushed) and a CHECKPOINT taken, so all phases
+start from the same table (`--preload 0`: an empty one).
 Output: human-readable lines, then one JSON line with every figure.
 """
 
@@ -47,8 +50,15 @@ import aiohttp
 import orjson
 import psycopg
 
-from harness.data import PLANS
-from harness.db import bench_url, create_database, create_projects, drop_database, use_database
+from harness.data import PLANS, load_profiles
+from harness.db import (
+    bench_url,
+    create_database,
+    create_project,
+    create_projects,
+    drop_database,
+    use_database,
+)
 from harness.machine import announce_machine, machine_facts
 from harness.proc import cpu_line, cpu_snapshot, cpu_split
 from harness.pyspy import start_profile
@@ -65,6 +75,7 @@ TIME_MARK = b"9999999999999"
 CITIES = ["Paris", "Berlin", "Lagos", "Lima", "Osaka", "Austin", "Pune", "Oslo", "Quito", "Perth"]
 TAGS = ["beta", "mobile", "web", "vip", "churn-risk", "trial", "api", "eu", "us", "apac"]
 HEADERS = {"Content-Type": "application/json"}
+PRELOADED: list[int] = []  # the project of the --preload profiles, once loaded
 
 RAW_SQL = (
     "INSERT INTO profiles AS p (project_id, distinct_id, properties)"
@@ -145,9 +156,15 @@ def stamp(body: bytes) -> bytes:
 
 
 def reset_table(url: str) -> None:
-    """Every measured phase starts from an empty table and a fresh checkpoint."""
+    """Every measured phase starts from the same table (empty, or only the preloaded profiles, the GIN
+    indexes' pending lists flushed) and a fresh checkpoint."""
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE profiles, profile_tombstones, ingestion_warnings")
+        conn.execute("TRUNCATE profile_tombstones, ingestion_warnings")
+        if PRELOADED:
+            conn.execute("DELETE FROM profiles WHERE project_id <> %s", (PRELOADED[0],))
+            conn.execute("VACUUM profiles")
+        else:
+            conn.execute("TRUNCATE profiles")
         conn.execute("CHECKPOINT")
 
 
@@ -378,6 +395,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--clients", type=int, default=8, help="concurrent connections (HTTP and Postgres)")
     p.add_argument("--batch", type=int, default=200, help="updates per request")
     p.add_argument(
+        "--preload",
+        type=int,
+        default=1_000_000,
+        help="profiles of another project in the table (and its indexes) before every phase; 0: empty",
+    )
+    p.add_argument(
         "--workers",
         type=int,
         default=int(os.environ.get("PROFILESTORE_WORKERS", "1")),
@@ -420,6 +443,11 @@ def main() -> None:
         announce_machine(machine, url)
         migrate.upgrade(url)
         service_project, raw_project = create_projects(url)
+        if args.preload:
+            other = create_project(url)
+            print(f"preloading {args.preload:,} profiles of another project ...", flush=True)
+            load_profiles(url, other["id"], args.preload)
+            PRELOADED.append(other["id"])
         batches = make_batches(service_project["token"], args.batch)
         print(
             f"{N_BATCHES} bodies of {args.batch} $set updates (~{len(batches.http[0]) // 1024} KiB each),"

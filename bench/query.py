@@ -91,7 +91,7 @@ FILTERS = [
         "referrer_defined",
         'existence: defined(properties["referrer"])',
         'defined(properties["referrer"])',
-        "profilestore_keys(p.properties) @> ARRAY['referrer']",
+        "p.properties ? 'referrer'",
         "indexed",
     ),
     Filter(

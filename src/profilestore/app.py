@@ -20,6 +20,7 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -122,6 +123,27 @@ async def _ensure_partitions(app: FastAPI) -> None:
         await asyncio.sleep(PARTITION_CHECK_SECONDS)
 
 
+GIN_INDEXES = ("ix_profiles_properties", "ix_group_profiles_properties")
+GIN_LOCK = 0x67696E  # the advisory lock of the one process cleaning at a time ("gin")
+
+
+async def _clean_gin_pending_lists(app: FastAPI) -> None:
+    """Every `gin_clean_seconds`, merges the GIN indexes' pending lists (migration 0011) into the indexes,
+    so the merge is never paid by the request whose insert fills the list (Postgres runs it there, taking
+    as long as the list is big).  One process at a time: the others skip the round."""
+    interval = app.state.settings.gin_clean_seconds
+    while interval > 0:
+        await asyncio.sleep(interval)
+        with contextlib.suppress(psycopg.Error, PoolTimeout):
+            async with app.state.pool.connection() as conn, conn.transaction():
+                cur = conn.cursor(row_factory=tuple_row)
+                await cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (GIN_LOCK,))
+                locked = await cur.fetchone()
+                if locked is not None and locked[0]:
+                    for index in GIN_INDEXES:
+                        await cur.execute("SELECT gin_clean_pending_list(%s::regclass)", (index,))
+
+
 def _tune_gc() -> None:
     """Keep the cyclic GC off the hot path.  Measured (bench/engage.py): a request holds ~2,000 objects, so
     they reach the oldest generation and every full collection walked the ~120,000 objects left by imports,
@@ -160,6 +182,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         partitioner = asyncio.create_task(_ensure_partitions(app))
         sessions = asyncio.create_task(_expire_query_sessions(app))
         imports = asyncio.create_task(_sweep_imports(app))
+        gin = asyncio.create_task(_clean_gin_pending_lists(app))
         try:
             yield
         finally:
@@ -168,6 +191,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             partitioner.cancel()
             sessions.cancel()
             imports.cancel()
+            gin.cancel()
             await query_sessions.finish_builds(timeout=settings.db_timeout_seconds)
             await app.state.import_processes.stop(timeout=settings.db_timeout_seconds * 2)
             if read_pool is not api_pool:

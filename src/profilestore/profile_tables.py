@@ -2,7 +2,8 @@
 
 `properties` shows the stored properties plus `$last_seen` from its column (docs/query.md: service-maintained
 dates are `YYYY-MM-DDTHH:MM:SS` text in UTC), and `scope()` lets expressions read `$last_seen` and
-`$distinct_id` like any property, with the GIN index on the keys where there is one.  Rows are aliased `p`.
+`$distinct_id` like any property (`defined()` is `?`, which the GIN `jsonb_ops` index answers).
+Rows are aliased `p`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ class ProfileTable:
     table: sql.Identifier
     id_column: sql.Identifier  # what answers as $distinct_id
     group_key: bool  # group_profiles: rows are further keyed by group_key
-    keys_index: bool  # has the GIN index on profilestore_keys(properties)
 
     def col(self, name: str) -> sql.Composable:
         return sql.SQL("p.{}").format(sql.Identifier(name))
@@ -53,7 +53,6 @@ class ProfileTable:
                 "$last_seen": sql.SQL("to_jsonb({})").format(iso_text(self.col("last_seen"))),
                 "$distinct_id": sql.SQL("to_jsonb({})").format(self.distinct_id),
             },
-            keys=sql.SQL("profilestore_keys(p.properties)") if self.keys_index else None,
         )
         return Scope(properties=source)
 
@@ -62,11 +61,9 @@ USER_PROFILES = ProfileTable(
     table=sql.Identifier("profiles"),
     id_column=sql.Identifier("distinct_id"),
     group_key=False,
-    keys_index=True,
 )
 GROUP_PROFILES = ProfileTable(
     table=sql.Identifier("group_profiles"),
     id_column=sql.Identifier("group_id"),
     group_key=True,
-    keys_index=False,
 )

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     max_warnings_per_request: int = 100
     # Ingestion warnings are deleted this long after they were recorded (swept hourly).
     warning_retention_days: float = 30.0
+    # The profile tables' GIN indexes take new entries into a pending list; the app merges it into the index
+    # this often (one process at a time), so that no request pays for the merge; 0: left to Postgres (the
+    # request that fills the list, and autovacuum).
+    gin_clean_seconds: float = 1.0
 
     # Connections (the server protocol, profilestore/server.py): what one client may send and hold, with no
     # credentials needed. Header fields of one request, in bytes (431); the URL is not a header field.

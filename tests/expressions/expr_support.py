@@ -31,16 +31,10 @@ NOW = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC).timestamp()
 LAST_SEEN_SQL = "to_jsonb(to_char(p.last_seen AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS'))"
 
 
-def scope_for(table_alias: str = "p", *, keys: bool = True) -> Scope:
+def scope_for(table_alias: str = "p") -> Scope:
     column = sql.SQL(table_alias + ".properties")
     last_seen = sql.SQL(LAST_SEEN_SQL.replace("p.", table_alias + "."))
-    return Scope(
-        Source(
-            column,
-            computed={"$last_seen": last_seen},
-            keys=sql.SQL("profilestore_keys({})").format(column) if keys else None,
-        )
-    )
+    return Scope(Source(column, computed={"$last_seen": last_seen}))
 
 
 @dataclass
@@ -54,14 +48,14 @@ class Profiles:
     def python_properties(self, pid: str) -> dict[str, Any]:
         return self.rows[pid]
 
-    def check(self, text: str, expected: set[str] | None = None, *, keys: bool = True) -> set[str]:
+    def check(self, text: str, expected: set[str] | None = None) -> set[str]:
         """Matching ids by SQL and by Python agree (and with `expected`); values agree row by row."""
         node = parse(text)
-        return self.check_node(node, expected, keys=keys)
+        return self.check_node(node, expected)
 
-    def check_node(self, node: Node, expected: set[str] | None = None, *, keys: bool = True) -> set[str]:
+    def check_node(self, node: Node, expected: set[str] | None = None) -> set[str]:
         params = SqlParams()
-        scope = scope_for(keys=keys)
+        scope = scope_for()
         where = compile_where(node, scope, params, now=NOW)
         value = compile_value(node, scope, params, now=NOW)
         query = sql.SQL("SELECT p.id, {where} AS hit, ({value})::text AS value FROM {table} p").format(

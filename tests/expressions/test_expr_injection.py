@@ -51,7 +51,7 @@ def test_names_and_strings_are_data(
 ) -> None:
     i = NASTY.index(text)
     assert nasty.check(f"properties[{_q(text)}] == {_q(text)}") == {f"n{i}"}
-    assert nasty.check(f"defined(properties[{_q(text)}])", keys=False) == {f"n{i}"}
+    assert nasty.check(f"defined(properties[{_q(text)}])") == {f"n{i}"}
     assert nasty.check(f"properties[{_q(text)}] in [{_q(text)}, 'x']") == {f"n{i}"}
     assert nasty.check(f'lower(properties["v"]) == lower({_q(text)})') == {f"n{i}"}
     assert nasty.check(f'has_prefix(properties["v"], {_q(text)})') == {f"n{i}"}

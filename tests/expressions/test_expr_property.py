@@ -109,7 +109,7 @@ def _extend(inner: st.SearchStrategy[Node]) -> st.SearchStrategy[Node]:
 EXPRESSIONS = st.recursive(_leaves(), _extend, max_leaves=8)
 
 SCOPE = Scope(
-    Source(sql.SQL("r.value"), keys=sql.SQL("profilestore_keys(r.value)")),
+    Source(sql.SQL("r.value")),
     user=Source(sql.SQL("(r.value -> 'user_')")),
 )
 

@@ -172,13 +172,3 @@ def test_enough_cases() -> None:
 @pytest.mark.parametrize(("text", "expected"), CASES, ids=[text for text, _ in CASES])
 def test_expression(profiles: Profiles, text: str, expected: set[str]) -> None:
     profiles.check(text, expected)
-
-
-@pytest.mark.parametrize(
-    "text",
-    [t for t, _ in CASES if "defined(" in t or " in " in t],
-)
-def test_without_keys_index(profiles: Profiles, text: str) -> None:
-    """With no keys expression, defined() compiles to `?`: same results."""
-    expected = dict(CASES)[text]
-    profiles.check(text, expected, keys=False)

@@ -193,17 +193,16 @@ event_days = Table(
     PrimaryKeyConstraint("project_id", "day", "event_id", "user_id"),
 )
 
-# Indexes for the read API's `where` (expressions/): equality on any property compiles to
-# `properties @> {"name": value}` (jsonb_path_ops: the smaller, faster GIN for containment) and `defined()` to
-# `profilestore_keys(properties) @> ARRAY[name]` (jsonb_path_ops cannot answer key existence; a GIN over the
-# key names is small).  profilestore_keys is defined by migration 0004 (db/sql/0004_expressions.sql).
+# The index of the read API's `where` (expressions/): one GIN `jsonb_ops` on `properties` per profile table
+# answers equality on any property (`properties @> {"name": value}`) and `defined()` (`properties ? name`).
+# One index instead of two (migration 0011): every profile update re-indexes its row (no HOT update), so
+# each index costs every write.  Its pending list is emptied in the background (app.py).
 Index(
     "ix_profiles_properties",
     profiles.c.properties,
     postgresql_using="gin",
-    postgresql_ops={"properties": "jsonb_path_ops"},
+    postgresql_with={"gin_pending_list_limit": 16384},
 )
-Index("ix_profiles_keys", func.profilestore_keys(profiles.c.properties), postgresql_using="gin")
 # The Users page's default order, most recently seen first (web/): its first page is one index scan.
 Index(
     "ix_profiles_last_seen",
@@ -215,7 +214,7 @@ Index(
     "ix_group_profiles_properties",
     group_profiles.c.properties,
     postgresql_using="gin",
-    postgresql_ops={"properties": "jsonb_path_ops"},
+    postgresql_with={"gin_pending_list_limit": 16384},
 )
 
 # internal: /api/2.0/engage pagination sessions (query/engage.py, query/sql.py).  A session pins the

@@ -18,7 +18,6 @@ class Source:
 
     column: sql.Composable
     computed: Mapping[str, sql.Composable] = field(default_factory=dict)
-    keys: sql.Composable | None = None
 
 
 @dataclass(frozen=True)

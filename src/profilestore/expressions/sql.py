@@ -12,9 +12,9 @@ Type dispatch on values happens inside the SQL helpers of 0004_expressions.sql, 
 once in the text (no exponential growth with nesting), and none of them can raise on any data.
 Sub-expressions that read no property are evaluated in Python (evaluate.py) and bound as one constant.
 
-Index use (GIN jsonb_path_ops and GIN profilestore_keys(properties), migration 0005): equality of a plain
-property with a scalar literal compiles to `column @> {"name": value}` (containment of a scalar member is
-exact typed equality), `in [literals]` to an OR of those, `defined()` to `keys @> ARRAY[name]`.
+Index use (GIN `jsonb_ops` on `properties`, migration 0011): equality of a plain property with a scalar
+literal compiles to `column @> {"name": value}` (containment of a scalar member is exact typed equality),
+`in [literals]` to an OR of those, `defined()` to `column ? name`.
 """
 
 from __future__ import annotations
@@ -147,19 +147,16 @@ class _Compiler:
                 if indexed is not None:
                     return indexed if op == "in" else _f("(NOT {})", indexed)
             case Call("defined", (Property() as prop,)):
-                plain = self.plain(prop)
-                if plain is not None:
-                    column, source = plain
+                column = self.plain(prop)
+                if column is not None:
                     name = self.param(prop.name, "text")
-                    if source.keys is not None:
-                        return _f("({} @> ARRAY[{}])", source.keys, name)
                     return _f("({} ? {} AND {} IS NOT NULL)", column, name, column)
         return None
 
-    def plain(self, prop: Property) -> tuple[sql.Composable, Source] | None:
+    def plain(self, prop: Property) -> sql.Composable | None:
         """The jsonb column of a property read straight from a column (not a computed one)."""
         source = self.source(prop)
-        return None if prop.name in source.computed else (source.column, source)
+        return None if prop.name in source.computed else source.column
 
     def contains(self, column: sql.Composable, name: str, value: Any) -> sql.Composable:
         return _f("{} @> {}", column, self.param(Jsonb({name: _thaw(value)}), "jsonb"))
@@ -167,20 +164,18 @@ class _Compiler:
     def containment(self, prop: Node, literal: Node) -> sql.Composable | None:
         if not (isinstance(prop, Property) and isinstance(literal, Literal) and _is_scalar(literal.value)):
             return None
-        plain = self.plain(prop)
-        if plain is None:
+        column = self.plain(prop)
+        if column is None:
             return None
-        column = plain[0]
         # NULL AND false is false: never NULL, and `column @> $1` stays a bare qual the planner can index.
         return _f("({} AND {} IS NOT NULL)", self.contains(column, prop.name, literal.value), column)
 
     def membership(self, prop: Property, items: tuple[Any, ...]) -> sql.Composable | None:
-        plain = self.plain(prop)
-        if plain is None:
+        column = self.plain(prop)
+        if column is None:
             return None
         if not items:
             return _FALSE
-        column = plain[0]
         # A list or object member: containment (indexable) narrows, then jsonb equality decides (nested
         # containment alone would also take [1, 2] for [1]); never NULL, as the property is then present.
         arms = [

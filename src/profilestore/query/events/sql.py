@@ -12,7 +12,6 @@ on the bare column, so Postgres prunes the partitions outside it.
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -35,8 +34,8 @@ EVENT_SOURCE = Source(
         "$insert_id": sql.SQL("to_jsonb(e.insert_id)"),
     },
 )
-# No key index on the joined side: `profilestore_keys(NULL)` would make `defined()` NULL without a profile.
-USER_SOURCE = dataclasses.replace(USER_PROFILES.scope().properties, keys=None)
+# The joined profile (NULL without one: `defined()` is then false, `?` on NULL being NULL).
+USER_SOURCE = USER_PROFILES.scope().properties
 EVENT_SCOPE = Scope(properties=EVENT_SOURCE, user=USER_SOURCE)
 
 PROFILE_JOIN = sql.SQL(

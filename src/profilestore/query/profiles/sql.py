@@ -96,9 +96,7 @@ def all_users_scope() -> Scope:
     """The scope of `where` and `sort_key` over profiles that may be missing (the LEFT JOIN of a cohort's
     All Users): a user without a profile has no properties."""
     scope = USER_PROFILES.scope()
-    source = Source(
-        column=sql.SQL("coalesce(p.properties, '{}'::jsonb)"), computed=scope.properties.computed, keys=None
-    )
+    source = Source(column=sql.SQL("coalesce(p.properties, '{}'::jsonb)"), computed=scope.properties.computed)
     return Scope(properties=source)
 
 
