@@ -122,7 +122,7 @@ def load_events(
         )
         figures["users_seen_s"] = round(time.perf_counter() - began, 1)
         began = time.perf_counter()
-        for table in ("events", "users_seen", "event_days"):
+        for table in ("events", "users_seen", "event_days", "event_users", "event_names"):
             conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(table)))
         figures["vacuum_analyze_s"] = round(time.perf_counter() - began, 1)
         row = conn.execute(

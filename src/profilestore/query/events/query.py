@@ -240,11 +240,10 @@ async def rollup_statements(
     compiled = SqlParams()
     params: dict[str, Any] = {"limit": request.limit + 1}
     conditions = rollup.day_conditions(project_id, request.from_date, request.to_date, request.events, params)
-    user_conditions: list[sql.Composable] = []
-    if where is not None:
-        user_conditions.append(compile_where(where, ev.EVENT_SCOPE, compiled, now=now))
+    where_sql = None if where is None else compile_where(where, ev.EVENT_SCOPE, compiled, now=now)
+    cohort_sql = None
     if request.cohort is not None:
-        user_conditions.append(await _cohort(conn, project_id, request.cohort, compiled, now, "x.d"))
+        cohort_sql = await _cohort(conn, project_id, request.cohort, compiled, now, "x.d")
     keys: list[tuple[str, Any]] = []
     for group in request.group_by:
         match group:
@@ -254,15 +253,19 @@ async def rollup_statements(
                 keys.append(("time", unit))
             case UserProperty(name=name):
                 keys.append(("user", rollup.user_value(name, compiled, now)))
-    groups, totals = rollup.statements(keys=keys, conditions=conditions, user_conditions=user_conditions)
+    groups, totals = rollup.statements(keys=keys, conditions=conditions, where=where_sql, cohort=cohort_sql)
     return groups, totals, {**compiled.values, **params}
 
 
 async def _analytics_transaction(conn: AsyncConnection[Any]) -> None:
-    """The first statements of the query's transaction: one snapshot for groups and totals, and the memory
-    its hash aggregates need for this transaction only."""
+    """The first statements of the query's transaction: one snapshot for groups and totals, the memory its
+    sorts and hash aggregates need, and no JIT compilation (measured on the rollup's statements over 3M
+    rows: JIT added 0.1-0.3 s to each and saved nothing); for this transaction only."""
     await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-    await conn.execute("SELECT set_config('work_mem', %s, true)", (rollup.ANALYTICS_WORK_MEM,))
+    await conn.execute(
+        "SELECT set_config('work_mem', %s, true), set_config('jit', 'off', true)",
+        (rollup.ANALYTICS_WORK_MEM,),
+    )
 
 
 async def query_events(

@@ -33,12 +33,19 @@ from profilestore.query.events import sql as ev
 # analytics transaction only (SET LOCAL), never for the server.
 ANALYTICS_WORK_MEM = "256MB"
 
-# Every user of the project with its profile (`p`, NULL without one) and its distinct_id as `d`; user 0 is
-# the '' of events without a user, joined to a profile as the events path joins it (by distinct_id).
+# Every user of the project (`x`: its id and distinct_id `d`; user 0 is the '' of events without one) with
+# what its profile says (`pv`, NULL without one).  `pv` computes the values from `profiles AS p` first, so
+# the join hashes a few columns per profile, not the profiles' whole properties (measured: 2.9 s -> 0.7 s
+# for a million users).
 USERS = sql.SQL(
     "(SELECT u.id, u.distinct_id AS d FROM event_users AS u WHERE u.project_id = %(project_id)s"
-    " UNION ALL SELECT 0, '') AS x LEFT JOIN profiles AS p ON p.project_id = %(project_id)s"
-    " AND p.distinct_id = x.d"
+    " UNION ALL SELECT 0, '') AS x LEFT JOIN (SELECT p.distinct_id{values} FROM profiles AS p"
+    " WHERE p.project_id = %(project_id)s) AS pv ON pv.distinct_id = x.d"
+)
+# The same expressions over a missing profile (the `p` of an event whose user has none: all NULL).
+NO_PROFILE = sql.SQL(
+    "(SELECT {} FROM (SELECT NULL::jsonb AS properties, NULL::timestamptz AS last_seen,"
+    " NULL::text AS distinct_id) AS p)"
 )
 
 
@@ -84,18 +91,29 @@ def user_value(name: str, compiled: SqlParams, now: float) -> sql.Composable:
     return sql.SQL("coalesce({}, 'null'::jsonb)").format(value)
 
 
-def _users(user_keys: list[sql.Composable], user_conditions: list[sql.Composable]) -> sql.Composable:
-    """`WITH m AS MATERIALIZED (...)`: the users (ids, key values) that pass the user conditions."""
-    filters = (
-        sql.SQL(" WHERE {}").format(sql.SQL(" AND ").join(user_conditions))
-        if user_conditions
-        else sql.SQL("")
-    )
-    values = sql.SQL("").join(
+def _users(
+    user_keys: list[sql.Composable], where: sql.Composable | None, cohort: sql.Composable | None
+) -> sql.Composable:
+    """`WITH m AS MATERIALIZED (...)`: the users (ids, key values `v0`...) that pass `where` (over `p`) and
+    the cohort (over `x.d`)."""
+    profile_values = [
         sql.SQL(", {} AS {}").format(x, sql.Identifier(f"v{i}")) for i, x in enumerate(user_keys)
+    ]
+    if where is not None:
+        profile_values.append(sql.SQL(", {} AS ok").format(where))
+    values = sql.SQL("").join(
+        sql.SQL(", coalesce(pv.{v}, 'null'::jsonb) AS {v}").format(v=sql.Identifier(f"v{i}"))
+        for i in range(len(user_keys))
     )
+    filters: list[sql.Composable] = []
+    if where is not None:
+        filters.append(sql.SQL("coalesce(pv.ok, {})").format(NO_PROFILE.format(where)))
+    if cohort is not None:
+        filters.append(cohort)
     return sql.SQL("WITH m AS MATERIALIZED (SELECT x.id{values} FROM {users}{filters}) ").format(
-        values=values, users=USERS, filters=filters
+        values=values,
+        users=USERS.format(values=sql.SQL("").join(profile_values)),
+        filters=sql.SQL(" WHERE {}").format(sql.SQL(" AND ").join(filters)) if filters else sql.SQL(""),
     )
 
 
@@ -103,16 +121,19 @@ def statements(
     *,
     keys: list[tuple[str, Any]],
     conditions: list[sql.Composable],
-    user_conditions: list[sql.Composable],
+    where: sql.Composable | None,
+    cohort: sql.Composable | None,
 ) -> tuple[sql.Composed, sql.Composed]:
     """(groups, totals).  `keys`, per group_by entry: ("event", None), ("time", unit) or ("user", its
-    expression over `p`); `conditions` on `r`; `user_conditions` on `x.d` and `p`.
+    expression over `p`); `conditions` on `r`; `where` over the user's profile `p`, `cohort` over its
+    distinct_id `x.d`.
     Groups rows: (keys as JSON text, count, unique) in key order, at most %(limit)s of them; totals: one
     row (count, unique)."""
     user_keys = [x for kind, x in keys if kind == "user"]
-    with_users = _users(user_keys, user_conditions)
+    filtered = where is not None or cohort is not None
+    with_users = _users(user_keys, where, cohort)
     join_users = sql.SQL(" JOIN m ON m.id = r.user_id")
-    where = sql.SQL(" AND ").join(conditions)
+    on_rows = sql.SQL(" AND ").join(conditions)
     grouped: list[sql.Composable] = []
     output: list[sql.Composable] = []
     order: list[sql.Composable] = []
@@ -142,12 +163,12 @@ def statements(
         " FROM event_days AS r{join} WHERE {where} GROUP BY {positions}) AS g{names}"
         " ORDER BY {order} LIMIT %(limit)s"
     ).format(
-        with_users=with_users if user_keys or user_conditions else sql.SQL(""),
+        with_users=with_users if user_keys or filtered else sql.SQL(""),
         output=sql.SQL(", ").join(output),
         grouped=sql.SQL(", ").join(grouped),
         unique=sql.SQL(unique),
-        join=join_users if user_keys or user_conditions else sql.SQL(""),
-        where=where,
+        join=join_users if user_keys or filtered else sql.SQL(""),
+        where=on_rows,
         positions=sql.SQL(", ").join(sql.SQL(str(i + 1)) for i in range(len(keys))),
         names=sql.SQL("").join(names),
         order=sql.SQL(", ").join(order),
@@ -156,8 +177,8 @@ def statements(
         "{with_users}SELECT coalesce(sum(r.events), 0)::bigint,"
         " count(DISTINCT r.user_id) FILTER (WHERE r.user_id <> 0) FROM event_days AS r{join} WHERE {where}"
     ).format(
-        with_users=_users([], user_conditions) if user_conditions else sql.SQL(""),
-        join=join_users if user_conditions else sql.SQL(""),
-        where=where,
+        with_users=_users([], where, cohort) if filtered else sql.SQL(""),
+        join=join_users if filtered else sql.SQL(""),
+        where=on_rows,
     )
     return groups, totals
