@@ -1,5 +1,6 @@
 """Generated data the benches share: the plan names of the ingestion benches' payloads, and the SQL loader
-of the read benches' profiles."""
+of the read benches' profiles (with the per-property times, `prop_times`, that profiles written through
+/engage carry: about as big again as the properties)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,12 @@ LOAD_CHUNK = 100_000
 # One statement per chunk; the subquery keeps random() per row (Postgres does not flatten a subquery with
 # volatile functions in its target list).
 LOAD_SQL = """
-INSERT INTO profiles (project_id, distinct_id, properties, last_seen)
-SELECT %(project_id)s, 'u' || lpad(g::text, 8, '0'),
+INSERT INTO profiles (project_id, distinct_id, properties, last_seen, prop_times, max_time)
+SELECT q.pid, q.d, q.props, q.ls,
+  (SELECT jsonb_object_agg(k, extract(epoch FROM q.ls)) FROM jsonb_object_keys(q.props) AS k),
+  extract(epoch FROM q.ls)
+FROM (
+SELECT %(project_id)s::bigint AS pid, 'u' || lpad(g::text, 8, '0') AS d,
   jsonb_build_object(
     '$email', 'user' || g || '@' || (ARRAY['gmail.com', 'gmail.com', 'gmail.com', 'yahoo.com', 'outlook.com',
         'hotmail.com', 'icloud.com', 'proton.me', 'example.com', 'acme.io'])[1 + floor(r1 * 10)::int],
@@ -37,15 +42,16 @@ SELECT %(project_id)s, 'u' || lpad(g::text, 8, '0'),
         'Osaka', 'Austin', 'Pune', 'Oslo'])[1 + floor(r12 * 8)::int]) ELSE '{}' END
   || CASE WHEN r13 < 0.3 THEN jsonb_build_object('company', 'Company ' || (g %% 5000)) ELSE '{}' END
   || CASE WHEN r14 < 0.05 THEN jsonb_build_object('referrer', (ARRAY['google', 'twitter', 'newsletter',
-        'partner'])[1 + floor(r12 * 4)::int]) ELSE '{}' END,
-  now() - r15 * interval '365 days'
+        'partner'])[1 + floor(r12 * 4)::int]) ELSE '{}' END AS props,
+  now() - r15 * interval '365 days' AS ls, g
 FROM (
   SELECT g, random() AS r1, random() AS r2, random() AS r3, random() AS r4, random() AS r5, random() AS r6,
     random() AS r7, random() AS r8, random() AS r9, random() AS r10, random() AS r11, random() AS r12,
     random() AS r13, random() AS r14, random() AS r15
   FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g
 ) AS s
-ORDER BY g
+) AS q
+ORDER BY q.g
 """
 
 
