@@ -128,7 +128,7 @@ GIN_LOCK = 0x67696E  # the advisory lock of the one process cleaning at a time (
 
 
 async def _clean_gin_pending_lists(app: FastAPI) -> None:
-    """Every `gin_clean_seconds`, merges the GIN indexes' pending lists (migration 0011) into the indexes,
+    """Every `gin_clean_seconds`, merges the GIN indexes' pending lists (migration 0010) into the indexes,
     so the merge is never paid by the request whose insert fills the list (Postgres runs it there, taking
     as long as the list is big).  One process at a time: the others skip the round."""
     interval = app.state.settings.gin_clean_seconds

@@ -11,19 +11,16 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
-    Date,
     DateTime,
     Double,
     ForeignKey,
     Identity,
     Index,
-    Integer,
     MetaData,
     PrimaryKeyConstraint,
     SmallInteger,
     Table,
     Text,
-    UniqueConstraint,
     func,
     text,
 )
@@ -163,39 +160,9 @@ users_seen = Table(
 )
 
 
-# The narrow path of analytics (query/events/rollup.py): the events per (project, UTC day, event, user), keyed
-# by integers from two per-project dictionaries (names and users; user 0 is the '' of events without one).
-# Kept exact by triggers on `events` (db/sql/0010_event_days.sql) for every writer.
-event_names = Table(
-    "event_names",
-    metadata,
-    Column("id", Integer, Identity(always=False), primary_key=True),
-    Column("project_id", BigInteger, nullable=False),
-    Column("name", Text, nullable=False),
-    UniqueConstraint("project_id", "name"),
-)
-event_users = Table(
-    "event_users",
-    metadata,
-    Column("id", BigInteger, Identity(always=False), primary_key=True),
-    Column("project_id", BigInteger, nullable=False),
-    Column("distinct_id", Text, nullable=False),
-    UniqueConstraint("project_id", "distinct_id"),
-)
-event_days = Table(
-    "event_days",
-    metadata,
-    Column("project_id", BigInteger, nullable=False),
-    Column("day", Date, nullable=False),
-    Column("event_id", Integer, nullable=False),
-    Column("user_id", BigInteger, nullable=False),
-    Column("events", BigInteger, nullable=False),
-    PrimaryKeyConstraint("project_id", "day", "event_id", "user_id"),
-)
-
 # The index of the read API's `where` (expressions/): one GIN `jsonb_ops` on `properties` per profile table
 # answers equality on any property (`properties @> {"name": value}`) and `defined()` (`properties ? name`).
-# One index instead of two (migration 0011): every profile update re-indexes its row (no HOT update), so
+# One index instead of two (migration 0010): every profile update re-indexes its row (no HOT update), so
 # each index costs every write.  Its pending list is emptied in the background (app.py).
 Index(
     "ix_profiles_properties",

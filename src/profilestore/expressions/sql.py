@@ -12,7 +12,7 @@ Type dispatch on values happens inside the SQL helpers of 0004_expressions.sql, 
 once in the text (no exponential growth with nesting), and none of them can raise on any data.
 Sub-expressions that read no property are evaluated in Python (evaluate.py) and bound as one constant.
 
-Index use (GIN `jsonb_ops` on `properties`, migration 0011): equality of a plain property with a scalar
+Index use (GIN `jsonb_ops` on `properties`, migration 0010): equality of a plain property with a scalar
 literal compiles to `column @> {"name": value}` (containment of a scalar member is exact typed equality),
 `in [literals]` to an OR of those, `defined()` to `column ? name`.
 """

@@ -5,8 +5,8 @@ by the app in the background (app.py `_clean_gin_pending_lists`), keeps the merg
 
 Upgrading rebuilds the index (writes to the table wait meanwhile: about 10 s per million profiles).
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-03
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011"
-down_revision = "0010"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
