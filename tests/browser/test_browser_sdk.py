@@ -415,9 +415,9 @@ def test_browser_sdk_calls_land(
     )
     group = poll("the group profile", lambda: groups_of(db, project["id"]), bool, dump, pump)
     events = poll(
-        "the Clicked event",
+        "the $identify and Clicked events",
         lambda: events_of(db, project["id"]),
-        lambda rows: any(r["event"] == "Clicked" for r in rows),
+        lambda rows: {"$identify", "Clicked"} <= {r["event"] for r in rows},
         dump,
         pump,
     )
