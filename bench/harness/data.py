@@ -8,7 +8,8 @@ import time
 from typing import Any
 
 import psycopg
-from psycopg import sql
+
+from harness.db import drop_indexes, rebuild_indexes
 
 PLANS = ["free", "starter", "pro", "team", "enterprise"]
 LOAD_CHUNK = 100_000
@@ -59,12 +60,7 @@ def load_profiles(url: str, project_id: int, n: int) -> dict[str, Any]:
     """The profiles by SQL; GIN indexes dropped for the load and rebuilt from their definitions after it."""
     figures: dict[str, Any] = {}
     with psycopg.connect(url, autocommit=True) as conn:
-        indexes = conn.execute(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'profiles'"
-            " AND indexdef LIKE '%USING gin%'"
-        ).fetchall()
-        for name, _ in indexes:
-            conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+        indexes = drop_indexes(conn, "tablename = 'profiles' AND indexdef LIKE '%USING gin%'")
         conn.execute("SELECT setseed(0.42)")
         start = time.perf_counter()
         for first in range(1, n + 1, LOAD_CHUNK):
@@ -74,13 +70,7 @@ def load_profiles(url: str, project_id: int, n: int) -> dict[str, Any]:
             print(f"  loaded {last:,} profiles ({rate:,.0f}/s)", end="\r", flush=True)
         figures["insert_s"] = round(time.perf_counter() - start, 1)
         print()
-        start = time.perf_counter()
-        conn.execute("SET maintenance_work_mem = '1GB'")
-        for name, definition in indexes:
-            t0 = time.perf_counter()
-            conn.execute(definition)
-            print(f"  rebuilt {name} in {time.perf_counter() - t0:.1f} s", flush=True)
-        figures["indexes_s"] = round(time.perf_counter() - start, 1)
+        figures["indexes_s"] = rebuild_indexes(conn, indexes)
         figures["indexes"] = [name for name, _ in indexes]
         start = time.perf_counter()
         conn.execute("VACUUM (ANALYZE) profiles")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from profilestore import projects
@@ -58,3 +60,26 @@ def create_project(url: str) -> dict[str, Any]:
             return await projects.create_project(conn, "bench-query")
 
     return asyncio.run(run())
+
+
+def drop_indexes(conn: psycopg.Connection[Any], where: str) -> list[tuple[str, str]]:
+    """Drops the indexes of pg_indexes matching `where` (a condition on its columns) before a bulk load;
+    returns their (name, definition) for rebuild_indexes."""
+    indexes = [
+        (r[0], r[1]) for r in conn.execute(f"SELECT indexname, indexdef FROM pg_indexes WHERE {where}")
+    ]
+    for name, _ in indexes:
+        conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+    return indexes
+
+
+def rebuild_indexes(conn: psycopg.Connection[Any], indexes: list[tuple[str, str]]) -> float:
+    """Builds the dropped indexes again from their definitions (a partitioned table's `ON ONLY` dropped, so
+    every partition gets its index); returns the seconds it took."""
+    began = time.perf_counter()
+    conn.execute("SET maintenance_work_mem = '1GB'")
+    for name, definition in indexes:
+        t0 = time.perf_counter()
+        conn.execute(definition.replace(" ON ONLY ", " ON "))
+        print(f"  rebuilt {name} in {time.perf_counter() - t0:.1f} s", flush=True)
+    return round(time.perf_counter() - began, 1)

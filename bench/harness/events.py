@@ -21,6 +21,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from harness.db import drop_indexes, rebuild_indexes
+
 NAME = """CASE WHEN r2 < 0.50 THEN 'Viewed' WHEN r2 < 0.70 THEN 'Added' WHEN r2 < 0.85 THEN 'Purchase'
          WHEN r2 < 0.95 THEN 'Shared' ELSE 'Signed up' END"""
 INSERT = """
@@ -92,11 +94,7 @@ def load_events(
     slices = _slices(shape, profiles, n, days)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SELECT profilestore_ensure_event_partitions(%s, 5)", (slices[0]["lo"],))
-        indexes = conn.execute(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'events'"
-        ).fetchall()
-        for name, _ in indexes:
-            conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+        indexes = drop_indexes(conn, "tablename = 'events'")
         conn.execute("SELECT setseed(0.17)")
         began = time.perf_counter()
         loaded = 0
@@ -107,13 +105,7 @@ def load_events(
             print(f"  loaded {loaded:,} events ({rate:,.0f}/s)", end="\r", flush=True)
         figures["insert_s"] = round(time.perf_counter() - began, 1)
         print()
-        began = time.perf_counter()
-        conn.execute("SET maintenance_work_mem = '1GB'")
-        for name, definition in indexes:
-            t0 = time.perf_counter()
-            conn.execute(definition.replace(" ON ONLY ", " ON "))
-            print(f"  rebuilt {name} in {time.perf_counter() - t0:.1f} s", flush=True)
-        figures["indexes_s"] = round(time.perf_counter() - began, 1)
+        figures["indexes_s"] = rebuild_indexes(conn, indexes)
         began = time.perf_counter()
         conn.execute(
             "INSERT INTO users_seen (project_id, distinct_id, first_seen, last_seen)"
