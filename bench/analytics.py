@@ -12,8 +12,9 @@ unless --keep), built by harness/data.py (profiles) and harness/events.py (event
   every query and count <= 1 s.
 For each question, `--runs` timed runs after a warm-up of:
 1. the service over HTTP (`profilestore serve` as its own process);
-2. "Postgres, by hand": the same question written by hand against `events`;
-3. DuckDB (threads = the machine's cores) over the 30 days' (time, event, distinct_id) and the profiles'
+2. "Postgres, by hand": the same question written by hand against the daily rollup `event_days`;
+3. "Postgres, events": the same question by hand against `events` (what the service did before the rollup);
+4. DuckDB (threads = the machine's cores) over the 30 days' (time, event, distinct_id) and the profiles'
    (distinct_id, plan), loaded into its memory beforehand (the load is not timed).
 The service's numbers are checked against DuckDB's (groups, counts, uniques); a difference is printed.
 Prints a markdown table and one JSON line.  DuckDB is a benchmark dependency only (`pip install duckdb`).
@@ -56,19 +57,34 @@ SIGNED_UP = {"type": "event", "event": "Signed up", "count": {"op": ">=", "value
              "window": {"last": 7, "unit": "day"}}  # fmt: skip
 PRO = {"type": "property", "where": 'properties["plan"] == "pro"'}
 
-# name -> (service request, SQL on events, DuckDB SQL); each is the groups (keys..., count, unique) and the
-# range's totals (count, unique), as the service answers them: `events` in one statement with GROUPING SETS
-# (the service's own way), DuckDB in two.
+# name -> (service request, SQL on the rollup, SQL on events, DuckDB SQL); each is the groups (keys...,
+# count, unique) and the range's totals (count, unique), as the service answers them: the rollup and
+# DuckDB in two statements, `events` in one with GROUPING SETS (the service's way before the rollup).
 DAY = "date_trunc('day', e.time AT TIME ZONE 'UTC')::date"
 EV_RANGE = "e.project_id = %(p)s AND e.time >= %(start)s AND e.time < %(end)s"
 EV_UNIQUE = "count(DISTINCT e.distinct_id) FILTER (WHERE e.distinct_id <> '')"
+R_RANGE = "r.project_id = %(p)s AND r.day >= %(first)s AND r.day <= %(last)s"
+R_UNIQUE = "count(DISTINCT r.user_id) FILTER (WHERE r.user_id <> 0)"
+R_TOTALS = f"SELECT sum(r.events), {R_UNIQUE} FROM event_days r WHERE {R_RANGE}"
+R_NAMES = " JOIN event_names AS k ON k.id = g.e"
+R_PLANS = (
+    " JOIN (SELECT x.id, p.properties -> 'plan' AS plan FROM (SELECT id, distinct_id FROM event_users"
+    " WHERE project_id = %(p)s UNION ALL SELECT 0, '') AS x LEFT JOIN profiles AS p ON p.project_id = %(p)s"
+    " AND p.distinct_id = x.distinct_id) AS m ON m.id = r.user_id"
+)
 D_RANGE = "e.time >= $start AND e.time < $end"
 D_UNIQUE = "count(DISTINCT e.distinct_id) FILTER (WHERE e.distinct_id <> '')"
 D_TOTALS = f"SELECT count(*), {D_UNIQUE} FROM ev e WHERE {D_RANGE}"
 PLAN_JOIN = " LEFT JOIN profiles AS p ON p.project_id = %(p)s AND p.distinct_id = e.distinct_id"
-QUESTIONS: dict[str, tuple[dict[str, Any], str, list[str]]] = {
+QUESTIONS: dict[str, tuple[dict[str, Any], list[str], str, list[str]]] = {
     "uniques per day x event": (
         {"group_by": [{"type": "time", "unit": "day"}, {"type": "event"}]},
+        [
+            "SELECT g.day, k.name, g.c, g.u FROM (SELECT r.day, r.event_id AS e, sum(r.events) AS c,"
+            f" count(*) FILTER (WHERE r.user_id <> 0) AS u FROM event_days r WHERE {R_RANGE} GROUP BY 1, 2) g"
+            f"{R_NAMES}",
+            R_TOTALS,
+        ],
         f"SELECT {DAY}, e.event, count(*), {EV_UNIQUE} FROM events e WHERE {EV_RANGE}"
         " GROUP BY GROUPING SETS ((1, 2), ())",
         [
@@ -78,6 +94,11 @@ QUESTIONS: dict[str, tuple[dict[str, Any], str, list[str]]] = {
     ),
     "uniques per day x plan": (
         {"group_by": [{"type": "time", "unit": "day"}, {"type": "user", "name": "plan"}]},
+        [
+            "SELECT r.day, m.plan, sum(r.events), count(DISTINCT r.user_id) FILTER (WHERE r.user_id <> 0)"
+            f" FROM event_days r{R_PLANS} WHERE {R_RANGE} GROUP BY 1, 2",
+            R_TOTALS,
+        ],
         f"SELECT {DAY}, p.properties -> 'plan', count(*), {EV_UNIQUE} FROM events e{PLAN_JOIN}"
         f" WHERE {EV_RANGE} GROUP BY GROUPING SETS ((1, 2), ())",
         [
@@ -88,6 +109,12 @@ QUESTIONS: dict[str, tuple[dict[str, Any], str, list[str]]] = {
     ),
     "uniques per week x event": (
         {"group_by": [{"type": "time", "unit": "week"}, {"type": "event"}]},
+        [
+            "SELECT g.w, k.name, g.c, g.u FROM (SELECT date_trunc('week', r.day::timestamp) AS w,"
+            f" r.event_id AS e, sum(r.events) AS c, {R_UNIQUE} AS u FROM event_days r WHERE {R_RANGE}"
+            f" GROUP BY 1, 2) g{R_NAMES}",
+            R_TOTALS,
+        ],
         f"SELECT date_trunc('week', e.time AT TIME ZONE 'UTC'), e.event, count(*), {EV_UNIQUE}"
         f" FROM events e WHERE {EV_RANGE} GROUP BY GROUPING SETS ((1, 2), ())",
         [
@@ -98,6 +125,7 @@ QUESTIONS: dict[str, tuple[dict[str, Any], str, list[str]]] = {
     ),
     "unique users in 30 days (no groups)": (
         {},
+        [R_TOTALS],
         f"SELECT count(*), {EV_UNIQUE} FROM events e WHERE {EV_RANGE}",
         [D_TOTALS],
     ),
@@ -210,8 +238,8 @@ def run_world(
         )  # fmt: skip
         figures["events"] = load
         print(
-            f"[{world}] {load['rows']:,} events ({load['total_bytes'] / 2**20:,.0f} MiB), loaded in"
-            f" {load['insert_s']} s",
+            f"[{world}] {load['rows']:,} events, rollup {load['rollup_rows']:,} rows"
+            f" ({load['rollup_bytes'] / 2**20:,.0f} MiB), loaded in {load['insert_s']} s",
             flush=True,
         )
         today = dt.datetime.now(dt.UTC).date()
@@ -235,14 +263,19 @@ def run_world(
                 response = http.post("/api/cohorts", json={"name": name, "definition": definition})
                 response.raise_for_status()
                 cohort_ids[name] = response.json()["id"]
-            lines.append("| question | service | Postgres by hand | DuckDB | service / DuckDB | target | |")
-            lines.append("| --- | ---: | ---: | ---: | ---: | --- | --- |")
-            jobs: list[tuple[str, Fn, Fn, Fn]] = []
-            for name, (body, events_sql, duck_sql) in QUESTIONS.items():
+            lines.append(
+                "| question | service | Postgres by hand (rollup) | Postgres by hand (events) | DuckDB"
+                " | service / DuckDB | target | |"
+            )
+            lines.append("| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |")
+            jobs: list[tuple[str, Fn, Fn | None, Fn, Fn]]
+            jobs = []
+            for name, (body, rollup_sql, events_sql, duck_sql) in QUESTIONS.items():
                 request = {"from_date": first.isoformat(), "to_date": today.isoformat(), **body}
                 jobs.append((
                     f"events query: {name}, 30 days",
                     lambda request=request: service_rows(_post(http, request)),
+                    lambda qs=rollup_sql: [normal(conn.execute(q, pg_params).fetchall()) for q in qs],
                     lambda q=events_sql: normal(conn.execute(q, pg_params).fetchall()),
                     lambda qs=duck_sql: [normal(duck.execute(q, _named(q, duck_params)).fetchall())
                                          for q in qs],
@@ -252,14 +285,17 @@ def run_world(
                 jobs.append((
                     name,
                     lambda cid=cid: [[(int(_get(http, f"/api/cohorts/{cid}/count")["count"]),)]],
+                    None,
                     lambda q=events_sql: normal(conn.execute(q, pg_params).fetchall()),
                     lambda q=duck_sql: [normal(duck.execute(q, _named(q, duck_params)).fetchall())],
                 ))  # fmt: skip
-            for name, service, by_events, by_duck in jobs:
+            for name, service, by_rollup, by_events, by_duck in jobs:
                 timings: dict[str, Timing] = {}
                 results: dict[str, Any] = {}
-                for who, fn in (("service", service), ("events", by_events), ("duckdb", by_duck)):
-                    timings[who], results[who] = timed(args.runs, 1, fn)
+                for who, fn in (("service", service), ("rollup", by_rollup), ("events", by_events),
+                                ("duckdb", by_duck)):  # fmt: skip
+                    if fn is not None:
+                        timings[who], results[who] = timed(args.runs, 1, fn)
                 same = results["service"] == results["duckdb"]
                 s, d = timings["service"].median, timings["duckdb"].median
                 ratio = s / d if d else float("nan")
@@ -277,8 +313,9 @@ def run_world(
                 )
                 groups = len(results["service"][0])
                 lines.append(
-                    f"| {name} ({groups} rows){note} | {ms(s)} | {ms(timings['events'].median)} | {ms(d)}"
-                    f" | {ratio:.2f} | {target} |"
+                    f"| {name} ({groups} rows){note} | {ms(s)} | "
+                    + (ms(timings["rollup"].median) if "rollup" in timings else "")
+                    + f" | {ms(timings['events'].median)} | {ms(d)} | {ratio:.2f} | {target} |"
                     f" {'ok' if ok else 'MISSED'} |"
                 )
                 print(f"[{world}] {lines[-1]}", flush=True)

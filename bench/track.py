@@ -22,7 +22,8 @@ conflicts) and `now`.
 5. Ratios service/raw, table size per million events (events partitions + their indexes), users_seen size,
    CPU per event of the server and of Postgres, per phase (the harness's /proc accounting).
 
-The events and users_seen tables are truncated (and a CHECKPOINT taken) before every measured phase.
+The events, users_seen and rollup tables are truncated (and a CHECKPOINT taken) before every measured
+phase.
 --profile attaches py-spy (the harness's machinery) to the server during both HTTP phases; the
 profiled phases' figures are then lower (py-spy pauses the server at every sample).
 Output: human-readable lines, then one JSON line with every figure.
@@ -209,7 +210,10 @@ class EventPhase(PhaseResult):
 def reset_tables(url: str) -> None:
     """Every measured phase starts from empty tables and a fresh checkpoint."""
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE events, users_seen, ingestion_warnings")
+        conn.execute(
+            "TRUNCATE events, users_seen, ingestion_warnings, event_days_pending, event_days, event_users,"
+            " event_names"
+        )
         conn.execute("CHECKPOINT")
 
 
@@ -224,11 +228,12 @@ def table_state(url: str) -> dict[str, Any]:
         ).fetchone()
         rows = conn.execute(
             "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM events_default),"
-            " (SELECT count(*) FROM users_seen), pg_total_relation_size('users_seen')"
+            " (SELECT count(*) FROM users_seen), pg_total_relation_size('users_seen'),"
+            " (SELECT count(*) FROM event_days_pending), (SELECT count(*) FROM event_days)"
         ).fetchone()
     assert sizes is not None and rows is not None
     total, indexes, used_partitions = sizes
-    events, default_rows, seen_rows, seen_bytes = rows
+    events, default_rows, seen_rows, seen_bytes, pending_rows, rollup_rows = rows
     return {
         "events": events,
         "events_default_partition": default_rows,
@@ -238,6 +243,8 @@ def table_state(url: str) -> dict[str, Any]:
         "bytes_per_million_events": round(total / events * 1e6) if events else None,
         "users_seen_rows": seen_rows,
         "users_seen_bytes": seen_bytes,
+        "rollup_pending_rows": pending_rows,  # not yet compacted into event_days when the phase ended
+        "rollup_rows": rollup_rows,
     }
 
 
@@ -249,6 +256,7 @@ def storage_line(state: dict[str, Any]) -> str:
         f" (indexes {state['events_index_bytes'] / mb:.1f})"
         f" = {per_m / mb if per_m else float('nan'):.0f} MiB per million events"
         f" | users_seen {state['users_seen_rows']} rows, {state['users_seen_bytes'] / mb:.1f} MiB"
+        f" | event_days {state['rollup_rows']} rows, {state['rollup_pending_rows']} changes pending"
         + (
             f" | {state['events_default_partition']} in events_default!"
             if state["events_default_partition"]

@@ -1,5 +1,5 @@
-"""Generated events for the read benches, loaded by SQL into the monthly partitions of `events`, in one of
-two shapes:
+"""Generated events for the read benches, loaded by SQL into the monthly partitions of `events` (the daily
+rollup `event_days` is kept through its triggers and one compaction, as for any writer), in two shapes:
 
 - "skewed" (bench/cohorts.py's world): `n` events spread evenly over the last 90 days; user k of `profiles`
   has a share falling like 1/sqrt(k), 5% of the events are of users without a profile ('anon' ids);
@@ -114,14 +114,32 @@ def load_events(
         )
         figures["users_seen_s"] = round(time.perf_counter() - began, 1)
         began = time.perf_counter()
-        for table in ("events", "users_seen"):
+        conn.execute("SELECT profilestore_event_days_compact()")  # the triggers' pending changes, folded in
+        figures["rollup_s"] = round(time.perf_counter() - began, 1)
+        began = time.perf_counter()
+        for table in (
+            "events",
+            "users_seen",
+            "event_days",
+            "event_users",
+            "event_names",
+            "event_days_pending",
+        ):
             conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(table)))
         figures["vacuum_analyze_s"] = round(time.perf_counter() - began, 1)
         row = conn.execute(
             "SELECT count(*), (SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits"
             " WHERE inhparent = 'events'::regclass), (SELECT count(*) FROM users_seen),"
-            " count(*) FILTER (WHERE event = 'Purchase') FROM events"
+            " count(*) FILTER (WHERE event = 'Purchase'), (SELECT count(*) FROM event_days),"
+            " pg_total_relation_size('event_days') FROM events"
         ).fetchone()
         assert row is not None
-        figures.update(rows=row[0], total_bytes=int(row[1] or 0), users=row[2], purchases=row[3])
+        figures.update(
+            rows=row[0],
+            total_bytes=int(row[1] or 0),
+            users=row[2],
+            purchases=row[3],
+            rollup_rows=row[4],
+            rollup_bytes=int(row[5]),
+        )
     return figures

@@ -39,6 +39,7 @@ from profilestore.ingest.events.routes import router as event_ingest_router
 from profilestore.ingest.profiles.routes import router as profile_ingest_router
 from profilestore.ingest.warnings import router as warnings_router
 from profilestore.projects import TokenCache
+from profilestore.query.events import rollup
 from profilestore.query.events.routes import router as event_query_router
 from profilestore.query.profiles import sessions as query_sessions
 from profilestore.query.profiles import sql as query_sql
@@ -144,6 +145,18 @@ async def _clean_gin_pending_lists(app: FastAPI) -> None:
                         await cur.execute("SELECT gin_clean_pending_list(%s::regclass)", (index,))
 
 
+async def _compact_event_days(app: FastAPI) -> None:
+    """Every `rollup_compact_seconds`, folds the changes the `events` triggers appended to
+    `event_days_pending` into the daily rollup (query/events/rollup.py), so that the table stays small and
+    a question pays little for it.  Concurrent compactions (other processes, a query) wait for each other."""
+    interval = app.state.settings.rollup_compact_seconds
+    while interval > 0:
+        await asyncio.sleep(interval)
+        with contextlib.suppress(psycopg.Error, PoolTimeout):
+            async with app.state.pool.connection() as conn:
+                await rollup.compact(conn)
+
+
 def _tune_gc() -> None:
     """Keep the cyclic GC off the hot path.  Measured (bench/engage.py): a request holds ~2,000 objects, so
     they reach the oldest generation and every full collection walked the ~120,000 objects left by imports,
@@ -183,6 +196,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         sessions = asyncio.create_task(_expire_query_sessions(app))
         imports = asyncio.create_task(_sweep_imports(app))
         gin = asyncio.create_task(_clean_gin_pending_lists(app))
+        compactor = asyncio.create_task(_compact_event_days(app))
         try:
             yield
         finally:
@@ -192,6 +206,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             sessions.cancel()
             imports.cancel()
             gin.cancel()
+            compactor.cancel()
             await query_sessions.finish_builds(timeout=settings.db_timeout_seconds)
             await app.state.import_processes.stop(timeout=settings.db_timeout_seconds * 2)
             if read_pool is not api_pool:

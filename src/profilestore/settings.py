@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     # this often (one process at a time), so that no request pays for the merge; 0: left to Postgres (the
     # request that fills the list, and autovacuum).
     gin_clean_seconds: float = 1.0
+    # Events reach the daily rollup of analytics (`event_days`) through a pending table that the app folds in
+    # this often (and before every events query reads it); 0: only before a query.
+    rollup_compact_seconds: float = 1.0
 
     # Connections (the server protocol, profilestore/server.py): what one client may send and hold, with no
     # credentials needed. Header fields of one request, in bytes (431); the URL is not a header field.

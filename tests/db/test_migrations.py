@@ -39,3 +39,36 @@ def test_upgrade_check_downgrade_upgrade(empty_database: str) -> None:
     assert functions == []
     migrate.upgrade(empty_database)
     migrate.check(empty_database)
+
+
+def test_the_rollup_is_filled_from_the_events_stored_before_it(empty_database: str) -> None:
+    """Revision 0011 on a populated database: `event_days` holds every event already stored (the monthly
+    partitions and the default one), and the triggers and the compaction keep it from then on."""
+    migrate.upgrade(empty_database, "0010")
+    with connect(empty_database) as conn:
+        conn.execute(
+            "INSERT INTO events (project_id, event, distinct_id, time, insert_id, properties)"
+            " SELECT 1 + g % 2, (ARRAY['A', 'B', 'C'])[1 + g % 3],"
+            " (ARRAY['u1', 'u2', ''])[1 + (g / 3) % 3], now() - g * interval '37 minutes', 'i' || g, '{}'"
+            " FROM generate_series(1, 2000) AS g"
+        )
+        conn.execute(
+            "INSERT INTO events (project_id, event, distinct_id, time, insert_id, properties)"
+            " VALUES (1, 'A', 'u1', '2001-01-01T12:00:00Z', 'old', '{}')"
+        )
+    migrate.upgrade(empty_database)
+    grouped = (
+        "SELECT project_id, (time AT TIME ZONE 'UTC')::date AS day, event, distinct_id, count(*) AS events"
+        " FROM events GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+    )
+    rollup = (
+        "SELECT r.project_id, r.day, k.name AS event, coalesce(u.distinct_id, '') AS distinct_id, r.events"
+        " FROM event_days AS r JOIN event_names AS k ON k.id = r.event_id"
+        " LEFT JOIN event_users AS u ON u.id = r.user_id ORDER BY 1, 2, 3, 4"
+    )
+    with connect(empty_database) as conn:
+        assert conn.execute(rollup).fetchall() == conn.execute(grouped).fetchall()
+        assert sum(r["events"] for r in conn.execute(rollup).fetchall()) == 2001
+        conn.execute("DELETE FROM events WHERE insert_id = 'old'")
+        assert conn.execute("SELECT profilestore_event_days_compact() AS n").fetchone() == {"n": 1}
+        assert conn.execute(rollup).fetchall() == conn.execute(grouped).fetchall()

@@ -75,3 +75,18 @@ def test_concurrent_event_batches(
             if e["properties"]["$insert_id"] in {r["insert_id"] for r in rows}
         }
     )
+    # The daily rollup (event_days, through its pending changes) counted each stored event once, retries
+    # included.
+    db.execute("SELECT profilestore_event_days_compact()")
+    grouped = db.execute(
+        "SELECT (time AT TIME ZONE 'UTC')::date AS day, event, distinct_id, count(*) AS events FROM events"
+        " WHERE project_id = %s GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        (project["id"],),
+    ).fetchall()
+    rollup = db.execute(
+        "SELECT r.day, k.name AS event, u.distinct_id, r.events FROM event_days AS r"
+        " JOIN event_names AS k ON k.id = r.event_id JOIN event_users AS u ON u.id = r.user_id"
+        " WHERE r.project_id = %s ORDER BY 1, 2, 3",
+        (project["id"],),
+    ).fetchall()
+    assert rollup == grouped

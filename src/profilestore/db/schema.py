@@ -11,16 +11,19 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     Double,
     ForeignKey,
     Identity,
     Index,
+    Integer,
     MetaData,
     PrimaryKeyConstraint,
     SmallInteger,
     Table,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
@@ -159,6 +162,46 @@ users_seen = Table(
     PrimaryKeyConstraint("project_id", "distinct_id"),
 )
 
+
+# The narrow path of analytics (query/events/rollup.py): the events per (project, UTC day, event, user), keyed
+# by integers from two per-project dictionaries (names and users; user 0 is the '' of events without one).
+# Kept exact for every writer of `events`: its triggers append to `event_days_pending`, which a compaction
+# folds into `event_days` (db/sql/0011_event_days.sql; the app runs it every second and before each read).
+event_names = Table(
+    "event_names",
+    metadata,
+    Column("id", Integer, Identity(always=False), primary_key=True),
+    Column("project_id", BigInteger, nullable=False),
+    Column("name", Text, nullable=False),
+    UniqueConstraint("project_id", "name"),
+)
+event_users = Table(
+    "event_users",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    Column("project_id", BigInteger, nullable=False),
+    Column("distinct_id", Text, nullable=False),
+    UniqueConstraint("project_id", "distinct_id"),
+)
+event_days = Table(
+    "event_days",
+    metadata,
+    Column("project_id", BigInteger, nullable=False),
+    Column("day", Date, nullable=False),
+    Column("event_id", Integer, nullable=False),
+    Column("user_id", BigInteger, nullable=False),
+    Column("events", BigInteger, nullable=False),
+    PrimaryKeyConstraint("project_id", "day", "event_id", "user_id"),
+)
+event_days_pending = Table(  # append-only, drained by each compaction: no key, no index
+    "event_days_pending",
+    metadata,
+    Column("project_id", BigInteger, nullable=False),
+    Column("day", Date, nullable=False),
+    Column("event", Text, nullable=False),
+    Column("distinct_id", Text, nullable=False),
+    Column("events", BigInteger, nullable=False),
+)
 
 # The index of the read API's `where` (expressions/): one GIN `jsonb_ops` on `properties` per profile table
 # answers equality on any property (`properties @> {"name": value}`) and `defined()` (`properties ? name`).

@@ -2,14 +2,19 @@
 and the profile's `user[...]`) and a cohort, counted in total (`count`) and in distinct users (`unique`) per
 group of any mix of event name, event property, profile property and time bucket (day, week, month; UTC).
 
-One SQL statement: the events of the range (joined to their profiles when a key or `where` reads
-`user[...]`) grouped by `GROUPING SETS ((keys), ())`, so the same pass gives every group and the range's
-totals (`unique` over the whole range is not the sum of the groups').  Measured (bench/cohorts.py) against a
-two-level form (count per (group, user), then per group, with hash aggregates): the keys are grouped as
-native values (timestamps, text `COLLATE "C"`, jsonb) and turned into JSON only for the few output rows,
-and `count(DISTINCT distinct_id COLLATE "C")` sorts each group's ids bytewise; that was fastest, and joining
-after a first aggregation saved nothing.  The cohort filter is a condition on each event's user (a hashed
-membership test, cohorts/compile.py).
+Two paths, one answer (tests/query/test_events_rollup.py holds them to it):
+* narrow (rollup.py): a question that reads nothing of the events but their name, day and user is answered
+  from the daily rollup `event_days`, a groups statement and a totals statement in one REPEATABLE READ
+  transaction;
+* wide (here): anything else (an event property in `where` or `group_by`) reads the events of the range
+  (joined to their profiles when a key or `where` reads `user[...]`), grouped by `GROUPING SETS ((keys), ())`,
+  so the same pass gives every group and the range's totals (`unique` over the whole range is not the sum
+  of the groups').  Measured (bench/cohorts.py) against a two-level form (count per (group, user), then per
+  group, with hash aggregates): the keys are grouped as native values (timestamps, text `COLLATE "C"`,
+  jsonb) and turned into JSON only for the few output rows, and `count(DISTINCT distinct_id COLLATE "C")`
+  sorts each group's ids bytewise; that was fastest, and joining after a first aggregation saved nothing.
+Both set `work_mem` for their own transaction only (rollup.ANALYTICS_WORK_MEM).  The cohort filter is a
+condition on each event's user (a hashed membership test, cohorts/compile.py).
 
 Choices where docs/query.md is silent:
 * events with no user (distinct_id '') count in `count`, never in `unique`;
@@ -34,6 +39,7 @@ from profilestore.cohorts import cohort_condition
 from profilestore.errors import BadRequest, Forbidden
 from profilestore.expressions import Node, SqlParams, compile_value, compile_where
 from profilestore.expressions.ast import Property
+from profilestore.query.events import rollup
 from profilestore.query.events import sql as ev
 from profilestore.query.params import day_range, refuse_nul, where_param
 
@@ -162,12 +168,17 @@ def _key(group: GroupBy, compiled: SqlParams, now: float) -> tuple[sql.Composabl
 
 
 async def _cohort(
-    conn: AsyncConnection[Any], project_id: int, spec: dict[str, Any], compiled: SqlParams, now: float
+    conn: AsyncConnection[Any],
+    project_id: int,
+    spec: dict[str, Any],
+    compiled: SqlParams,
+    now: float,
+    user: str = "e.distinct_id",
 ) -> sql.Composable:
-    """Membership of the event's user; errors name the parameter."""
+    """Membership of the event's user (`user`: its SQL); errors name the parameter."""
     try:
         return await cohort_condition(
-            conn, project_id, spec, distinct_id=sql.SQL("e.distinct_id"), params=compiled, now=now
+            conn, project_id, spec, distinct_id=sql.SQL(user), params=compiled, now=now
         )
     except BadRequest as exc:
         raise BadRequest(f"cohort: {exc.message}") from None
@@ -212,21 +223,84 @@ async def query_statement(
     return statement, {**compiled.values, **params}
 
 
+def narrow(request: EventsQueryRequest, where: Node | None) -> bool:
+    """Can the daily rollup answer it (rollup.py): nothing read of the event but its name, day and user."""
+    return not rollup.reads_event(where) and not any(isinstance(g, EventProperty) for g in request.group_by)
+
+
+async def rollup_statements(
+    conn: AsyncConnection[Any],
+    project_id: int,
+    request: EventsQueryRequest,
+    where: Node | None,
+    *,
+    now: float,
+) -> tuple[sql.Composed, sql.Composed, dict[str, Any]]:
+    """The groups and totals statements of the narrow path, and their parameters."""
+    compiled = SqlParams()
+    params: dict[str, Any] = {"limit": request.limit + 1}
+    conditions = rollup.day_conditions(project_id, request.from_date, request.to_date, request.events, params)
+    where_sql = None if where is None else compile_where(where, ev.EVENT_SCOPE, compiled, now=now)
+    cohort_sql = None
+    if request.cohort is not None:
+        cohort_sql = await _cohort(conn, project_id, request.cohort, compiled, now, "x.d")
+    keys: list[tuple[str, Any]] = []
+    for group in request.group_by:
+        match group:
+            case EventName():
+                keys.append(("event", None))
+            case TimeBucket(unit=unit):
+                keys.append(("time", unit))
+            case UserProperty(name=name):
+                keys.append(("user", rollup.user_value(name, compiled, now)))
+    groups, totals = rollup.statements(keys=keys, conditions=conditions, where=where_sql, cohort=cohort_sql)
+    return groups, totals, {**compiled.values, **params}
+
+
+async def _analytics_transaction(conn: AsyncConnection[Any]) -> None:
+    """The first statements of the query's transaction: one snapshot for groups and totals, the memory its
+    sorts and hash aggregates need, and no JIT compilation (measured on the rollup's statements over 3M
+    rows: JIT added 0.1-0.3 s to each and saved nothing); for this transaction only."""
+    await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    await conn.execute(
+        "SELECT set_config('work_mem', %s, true), set_config('jit', 'off', true)",
+        (rollup.ANALYTICS_WORK_MEM,),
+    )
+
+
 async def query_events(
     conn: AsyncConnection[Any], project_id: int, request: EventsQueryRequest, *, now: float
 ) -> EventsQueryResponse:
     if request.project_id is not None and request.project_id != project_id:
         raise Forbidden(f"this secret does not belong to project {request.project_id}")
-    statement, params = await query_statement(conn, project_id, request, now=now)
-    cur = conn.cursor(row_factory=tuple_row)
-    await cur.execute(statement, params)
+    where: Node | None = where_param("where", request.where)
     results: list[Group] = []
     total = Counts(count=0, unique=0)
-    for is_total, keys, count, unique in await cur.fetchall():
-        if is_total:
-            total = Counts(count=count, unique=unique)
-        else:
-            results.append(Group(keys=orjson.loads(keys), count=count, unique=unique))
+    if narrow(request, where):
+        groups, totals, params = await rollup_statements(conn, project_id, request, where, now=now)
+        await rollup.compact(conn)
+        async with conn.transaction():
+            await _analytics_transaction(conn)
+            cur = conn.cursor(row_factory=tuple_row)
+            if request.group_by:
+                await cur.execute(groups, params)
+                for keys, count, unique in await cur.fetchall():
+                    results.append(Group(keys=orjson.loads(keys), count=count, unique=unique))
+            await cur.execute(totals, params)
+            row = await cur.fetchone()
+            assert row is not None
+            total = Counts(count=row[0], unique=row[1])
+    else:
+        statement, params = await query_statement(conn, project_id, request, now=now)
+        async with conn.transaction():
+            await _analytics_transaction(conn)
+            cur = conn.cursor(row_factory=tuple_row)
+            await cur.execute(statement, params)
+            for is_total, keys, count, unique in await cur.fetchall():
+                if is_total:
+                    total = Counts(count=count, unique=unique)
+                else:
+                    results.append(Group(keys=orjson.loads(keys), count=count, unique=unique))
     truncated = len(results) > request.limit
     if not request.group_by:
         results = [Group(keys=[], count=total.count, unique=total.unique)] if total.count else []
