@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from profilestore.cohorts.schemas import CohortDefinition, EventFilter, PropertyFilter, parse_definition
+from profilestore.cohorts.service import count_cohort
 from profilestore.expressions import evaluate, parse, truthy
 from support import new_project
 
@@ -143,14 +144,20 @@ def test_sql_membership_equals_python(
     everyone = set(profiles) | {who for _, who, _, _ in events}
     expected = {d for d in everyone if reference(parsed, d, profiles, events)}
 
-    async def both(conn: psycopg.AsyncConnection[Any]) -> tuple[set[str], set[str]]:
+    async def every_way(conn: psycopg.AsyncConnection[Any]) -> tuple[set[str], set[str], int, int]:
         spec = {"raw_cohort": definition}
         inline = await members_of(conn, project_id, spec, now=NOW.timestamp())
-        return inline, await members_by_subquery(conn, project_id, spec, now=NOW.timestamp())
+        subquery = await members_by_subquery(conn, project_id, spec, now=NOW.timestamp())
+        # The count (which may start from the users who did one event: cohorts/compile.py `candidates`).
+        counted = await count_cohort(conn, project_id, parsed, all_users=True, now=NOW.timestamp())
+        of_profiles = await count_cohort(conn, project_id, parsed, all_users=False, now=NOW.timestamp())
+        return inline, subquery, counted, of_profiles
 
-    inline, subquery = with_conn(database_url, both)
+    inline, subquery, counted, of_profiles = with_conn(database_url, every_way)
     assert inline == expected
     assert subquery == expected
+    assert counted == len(expected)
+    assert of_profiles == len(expected & set(profiles))
 
 
 _PROJECTS: dict[str, int] = {}

@@ -142,6 +142,15 @@ NARROW: list[Row] = [
     {"group_by": [{"type": "time", "unit": "month"}]},
     {"group_by": [{"type": "time", "unit": "day"}, {"type": "user", "name": "plan"}]},
     {"group_by": [{"type": "user", "name": "plan"}, {"type": "event"}], "events": ["B", "C"]},
+    {
+        "group_by": [
+            {"type": "user", "name": "plan"},
+            {"type": "time", "unit": "day"},
+            {"type": "user", "name": "n"},
+            {"type": "event"},
+        ],
+        "where": 'user["n"] != 3',
+    },
     {"where": 'user["plan"] == "pro"', "group_by": [{"type": "time", "unit": "day"}]},
     {"where": 'not defined(user["plan"])'},
     {

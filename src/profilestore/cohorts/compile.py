@@ -49,7 +49,15 @@ from profilestore.errors import BadRequest, NotFound
 from profilestore.expressions import Scope, Source, SqlParams, compile_where
 from profilestore.profile_tables import USER_PROFILES
 
-__all__ = ["MAX_DEPTH", "Universe", "cohort_condition", "resolve_spec", "universe", "window_bounds"]
+__all__ = [
+    "MAX_DEPTH",
+    "Universe",
+    "candidates",
+    "cohort_condition",
+    "resolve_spec",
+    "universe",
+    "window_bounds",
+]
 
 MAX_DEPTH = 16
 _TRUE = sql.SQL("true")
@@ -123,6 +131,42 @@ async def cohort_condition(
             raise NotFound(f"no cohort {resolved} in this project")
         return await compiler.saved(saved, "", [resolved])
     return await compiler.group(resolved, "", [])
+
+
+async def candidates(
+    conn: AsyncConnection[Any],
+    project_id: int,
+    spec: int | CohortDefinition,
+    *,
+    params: SqlParams,
+    now: float,
+) -> tuple[sql.Composable, CohortDefinition] | None:
+    """When the top level of `spec` is an AND that requires an event done at least once: (a subquery of the
+    users who did it, column `distinct_id`, each once; the definition without that filter).  Every member is
+    one of those users, so a count can start from them (an index range of the events) instead of probing
+    every user of the project with the whole condition (measured, bench/analytics.py).  None otherwise."""
+    definition: CohortDefinition | None = spec if isinstance(spec, CohortDefinition) else None
+    if isinstance(spec, int):
+        saved = await load_cohort(conn, project_id, spec)
+        if saved is not None and saved.definition is not None and not saved.is_static:
+            definition = parse_definition(saved.definition, path="")
+    if definition is None or definition.op != "and" or definition.negate:
+        return None
+    compiler = _Compiler(conn, project_id, params, now, sql.SQL("d"), False)
+    for i, item in enumerate(definition.filters):
+        if (
+            isinstance(item, EventFilter)
+            and not item.negate
+            and item.count.value >= 1
+            and item.count.op != "<="
+        ):
+            where = compiler.event_where(item)
+            doers = compiler.doers(where, item.count.value, exactly=item.count.op == "==")
+            rest = definition.model_copy(
+                update={"filters": [*definition.filters[:i], *definition.filters[i + 1 :]]}
+            )
+            return sql.SQL("SELECT DISTINCT c.distinct_id FROM ({}) AS c").format(doers), rest
+    return None
 
 
 async def check_definition(
@@ -241,6 +285,17 @@ class _Compiler:
         ).format(d=self.distinct_id, pid=self.pid, where=where)
 
     def event(self, item: EventFilter) -> sql.Composable:
+        where = self.event_where(item)
+        op, n = item.count.op, item.count.value
+        # count >= at_least, as membership; counts that may be zero are the complement of count >= n + 1.
+        if op == ">=":
+            return self.did(where, n) if n > 0 else _TRUE
+        if op == "<=" or n == 0:
+            return sql.SQL("(NOT {})").format(self.did(where, n + 1))
+        return self.did(where, n, exactly=True)
+
+    def event_where(self, item: EventFilter) -> sql.Composable:
+        """The condition on `events AS e` of the events an event filter counts."""
         conditions: list[sql.Composable] = [
             sql.SQL("e.project_id = {}").format(self.pid),
             sql.SQL("e.event = {}").format(self.params.add(item.event)),
@@ -253,24 +308,19 @@ class _Compiler:
             conditions.append(sql.SQL("e.time " + op + " {}::timestamptz").format(self.params.add(end)))
         if item.node is not None:
             conditions.append(compile_where(item.node, _EVENT_SCOPE, self.params, now=self.now))
-        where = sql.SQL(" AND ").join(conditions)
-        op, n = item.count.op, item.count.value
-        # count >= at_least, as membership; counts that may be zero are the complement of count >= n + 1.
-        if op == ">=":
-            return self.did(where, n) if n > 0 else _TRUE
-        if op == "<=" or n == 0:
-            return sql.SQL("(NOT {})").format(self.did(where, n + 1))
-        return self.did(where, n, exactly=True)
+        return sql.SQL(" AND ").join(conditions)
 
     def did(self, where: sql.Composable, n: int, *, exactly: bool = False) -> sql.Composable:
         """`d` did the matching events at least (or exactly) n >= 1 times."""
+        return sql.SQL("({} IN ({}))").format(self.distinct_id, self.doers(where, n, exactly=exactly))
+
+    def doers(self, where: sql.Composable, n: int, *, exactly: bool = False) -> sql.Composable:
+        """The users who did the matching events at least (or exactly) n >= 1 times (repeated when n = 1)."""
         if n == 1 and not exactly:
-            sub = sql.SQL("SELECT e.distinct_id FROM events AS e WHERE {}").format(where)
-        else:
-            sub = sql.SQL(
-                "SELECT e.distinct_id FROM events AS e WHERE {} GROUP BY e.distinct_id HAVING count(*) {} {}"
-            ).format(where, sql.SQL("=" if exactly else ">="), self.params.add(n))
-        return sql.SQL("({} IN ({}))").format(self.distinct_id, sub)
+            return sql.SQL("SELECT e.distinct_id FROM events AS e WHERE {}").format(where)
+        return sql.SQL(
+            "SELECT e.distinct_id FROM events AS e WHERE {} GROUP BY e.distinct_id HAVING count(*) {} {}"
+        ).format(where, sql.SQL("=" if exactly else ">="), self.params.add(n))
 
     async def reference(self, item: CohortFilter, path: str, stack: list[int]) -> sql.Composable:
         id_path = join_path(path, "id")

@@ -14,7 +14,7 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from profilestore.cohorts.compile import check_definition, cohort_condition, universe
+from profilestore.cohorts.compile import candidates, check_definition, cohort_condition, universe
 from profilestore.cohorts.schemas import (
     CohortCount,
     CohortCreate,
@@ -190,20 +190,43 @@ async def count_members(
     conn: AsyncConnection[Any], project_id: int, cohort_id: int, *, all_users: bool, now: float
 ) -> CohortCount:
     await get_cohort(conn, project_id, cohort_id)
-    return CohortCount(id=cohort_id, count=await _count(conn, project_id, cohort_id, all_users, now))
+    return CohortCount(
+        id=cohort_id, count=await count_cohort(conn, project_id, cohort_id, all_users=all_users, now=now)
+    )
 
 
-async def _count(
-    conn: AsyncConnection[Any], project_id: int, cohort_id: int, all_users: bool, now: float
+async def count_cohort(
+    conn: AsyncConnection[Any], project_id: int, spec: int | CohortDefinition, *, all_users: bool, now: float
 ) -> int:
+    """The number of members of a saved cohort (its id) or of a definition."""
     params = SqlParams()
-    users = universe(params, project_id, all_users=all_users)
-    condition = await cohort_condition(
-        conn, project_id, cohort_id, distinct_id=users.distinct_id, params=params, now=now, profile=True
-    )
-    statement = sql.SQL("SELECT count(*) AS n FROM {} WHERE {} AND {}").format(
-        users.source, users.where, condition
-    )
+    driving = await candidates(conn, project_id, spec, params=params, now=now)
+    if driving is not None:
+        # Every member did one event: count among those who did it, each with its profile (or NULLs) as `p`
+        # and, for All Users, in the universe by a profile or by users_seen (as `universe` draws it).
+        doers, rest = driving
+        pid = params.add(project_id)
+        condition = await cohort_condition(
+            conn, project_id, rest, distinct_id=sql.SQL("c.distinct_id"), params=params, now=now, profile=True
+        )
+        known: sql.Composable = sql.SQL("p.distinct_id IS NOT NULL")
+        if all_users:
+            known = sql.SQL(
+                "(p.distinct_id IS NOT NULL OR EXISTS (SELECT FROM users_seen AS s"
+                " WHERE s.project_id = {pid} AND s.distinct_id = c.distinct_id))"
+            ).format(pid=pid)
+        statement = sql.SQL(
+            "SELECT count(*) AS n FROM ({doers}) AS c LEFT JOIN profiles AS p"
+            " ON p.project_id = {pid} AND p.distinct_id = c.distinct_id WHERE {known} AND {condition}"
+        ).format(doers=doers, pid=pid, known=known, condition=condition)
+    else:
+        users = universe(params, project_id, all_users=all_users)
+        condition = await cohort_condition(
+            conn, project_id, spec, distinct_id=users.distinct_id, params=params, now=now, profile=True
+        )
+        statement = sql.SQL("SELECT count(*) AS n FROM {} WHERE {} AND {}").format(
+            users.source, users.where, condition
+        )
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(statement, params.values)
         row = await cur.fetchone()
@@ -220,7 +243,7 @@ async def mixpanel_list(conn: AsyncConnection[Any], project_id: int, *, now: flo
                 id=cohort.id,
                 name=cohort.name,
                 description=cohort.description,
-                count=await _count(conn, project_id, cohort.id, True, now),
+                count=await count_cohort(conn, project_id, cohort.id, all_users=True, now=now),
                 created=cohort.created_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"),
                 project_id=project_id,
             )
