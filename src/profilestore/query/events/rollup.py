@@ -127,16 +127,6 @@ def _users(
     )
 
 
-# With profile properties among the keys: every distinct combination of the users' values gets a small
-# integer (`codes`), and each user its combination's (`mc`), so the rollup rows are grouped and sorted by
-# integers, never by jsonb (measured, skewed world, uniques per day x plan: sorting 3.1M rows by a jsonb key
-# took 11.2 s of the 11.2; see the README).
-CODES = sql.SQL(
-    ", codes AS MATERIALIZED (SELECT row_number() OVER () AS code, d.* FROM (SELECT DISTINCT {values}"
-    " FROM m) AS d), mc AS MATERIALIZED (SELECT m.id, codes.code FROM m JOIN codes ON {same}) "
-)
-
-
 def statements(
     *,
     keys: list[tuple[str, Any]],
@@ -151,25 +141,14 @@ def statements(
     row (count, unique)."""
     user_keys = [x for kind, x in keys if kind == "user"]
     filtered = where is not None or cohort is not None
-    with_users: sql.Composable = sql.SQL("")
-    join_users: sql.Composable = sql.SQL("")
-    if user_keys:
-        v = [sql.Identifier(f"v{i}") for i in range(len(user_keys))]
-        codes = CODES.format(
-            values=sql.SQL(", ").join(v),
-            same=sql.SQL(" AND ").join(sql.SQL("codes.{v} = m.{v}").format(v=x) for x in v),
-        )
-        with_users = sql.Composed([_users(user_keys, where, cohort), codes])
-        join_users = sql.SQL(" JOIN mc ON mc.id = r.user_id")
-    elif filtered:
-        with_users = _users([], where, cohort)
-        join_users = sql.SQL(" JOIN m ON m.id = r.user_id")
+    with_users = _users(user_keys, where, cohort)
+    join_users = sql.SQL(" JOIN m ON m.id = r.user_id")
     on_rows = sql.SQL(" AND ").join(conditions)
     grouped: list[sql.Composable] = []
     output: list[sql.Composable] = []
     order: list[sql.Composable] = []
     names: list[sql.Composable] = []
-    seen_user_keys = 0
+    values = iter(range(len(user_keys)))
     for i, (kind, arg) in enumerate(keys):
         k = sql.Identifier(f"k{i}")
         if kind == "event":
@@ -178,18 +157,14 @@ def statements(
             names.append(sql.SQL(" JOIN event_names AS {n} ON {n}.id = g.{k}").format(n=n, k=k))
             output.append(sql.SQL("to_jsonb({}.name)").format(n))
             order.append(sql.SQL('{}.name COLLATE "C"').format(n))
-        elif kind == "time":
+            continue
+        if kind == "time":
             grouped.append(sql.SQL("{} AS {}").format(time_bucket(arg), k))
             output.append(sql.SQL("to_jsonb(to_char(g.{}, 'YYYY-MM-DD'))").format(k))
-            order.append(sql.SQL("g.{}").format(k))
         else:
-            if seen_user_keys == 0:  # one code for all the user keys: grouped once, their values joined after
-                grouped.append(sql.SQL("mc.code AS kc"))
-                names.append(sql.SQL(" JOIN codes ON codes.code = g.kc"))
-            value = sql.SQL("codes.{}").format(sql.Identifier(f"v{seen_user_keys}"))
-            seen_user_keys += 1
-            output.append(value)
-            order.append(value)
+            grouped.append(sql.SQL("m.{} AS {}").format(sql.Identifier(f"v{next(values)}"), k))
+            output.append(sql.SQL("g.{}").format(k))
+        order.append(sql.SQL("g.{}").format(k))
     per_user = any(kind == "event" for kind, _ in keys) and ("time", "day") in keys
     unique = "count(*)" if per_user else "count(DISTINCT r.user_id)"
     groups = sql.SQL(
@@ -198,13 +173,13 @@ def statements(
         " FROM event_days AS r{join} WHERE {where} GROUP BY {positions}) AS g{names}"
         " ORDER BY {order} LIMIT %(limit)s"
     ).format(
-        with_users=with_users,
+        with_users=with_users if user_keys or filtered else sql.SQL(""),
         output=sql.SQL(", ").join(output),
         grouped=sql.SQL(", ").join(grouped),
         unique=sql.SQL(unique),
-        join=join_users,
+        join=join_users if user_keys or filtered else sql.SQL(""),
         where=on_rows,
-        positions=sql.SQL(", ").join(sql.SQL(str(i + 1)) for i in range(len(grouped))),
+        positions=sql.SQL(", ").join(sql.SQL(str(i + 1)) for i in range(len(keys))),
         names=sql.SQL("").join(names),
         order=sql.SQL(", ").join(order),
     )
@@ -213,7 +188,7 @@ def statements(
         " count(DISTINCT r.user_id) FILTER (WHERE r.user_id <> 0) FROM event_days AS r{join} WHERE {where}"
     ).format(
         with_users=_users([], where, cohort) if filtered else sql.SQL(""),
-        join=sql.SQL(" JOIN m ON m.id = r.user_id") if filtered else sql.SQL(""),
+        join=join_users if filtered else sql.SQL(""),
         where=on_rows,
     )
     return groups, totals
