@@ -154,7 +154,7 @@ async def _compact_event_days(app: FastAPI) -> None:
         await asyncio.sleep(interval)
         with contextlib.suppress(psycopg.Error, PoolTimeout):
             async with app.state.pool.connection() as conn:
-                await rollup.compact(conn)
+                await rollup.compact(conn, app.state.settings)
 
 
 def _tune_gc() -> None:

@@ -19,6 +19,7 @@ from psycopg.rows import dict_row
 from profilestore.db.engine import libpq_dsn
 from profilestore.query.events import query as events_query
 from profilestore.query.events.query import EventsQueryRequest, query_events
+from profilestore.settings import Settings
 from support import LiveServer, new_project
 
 Row = dict[str, Any]
@@ -206,7 +207,7 @@ def test_the_rollup_answers_as_the_events_do(
         async with await psycopg.AsyncConnection.connect(
             libpq_dsn(database_url), autocommit=True, row_factory=dict_row
         ) as conn:
-            return await query_events(conn, world["id"], request, now=DAY0.timestamp())
+            return await query_events(conn, world["id"], request, now=DAY0.timestamp(), settings=Settings())
 
     narrow = asyncio.run(ask())
     monkeypatch.setattr(events_query, "narrow", lambda *_: False)

@@ -30,6 +30,7 @@ from profilestore.query.events.names import event_names, has_events
 from profilestore.query.events.query import EventsQueryRequest, EventsQueryResponse, query_events
 from profilestore.query.events.sql import parse_day
 from profilestore.query.params import day_range, refuse_nul
+from profilestore.settings import Settings
 from profilestore.web.deps import WebDep, context
 from profilestore.web.linechart import bucket_label, colour, line_chart
 from profilestore.web.render import page
@@ -213,8 +214,10 @@ class Answer:
         return out
 
 
-async def answer(conn: AsyncConnection[Any], project_id: int, q: Question, *, now: float) -> Answer:
-    timed = await query_events(conn, project_id, q.request(over_time=True), now=now)
+async def answer(
+    conn: AsyncConnection[Any], project_id: int, q: Question, *, now: float, settings: Settings
+) -> Answer:
+    timed = await query_events(conn, project_id, q.request(over_time=True), now=now, settings=settings)
     field_ = "unique" if q.measure == "unique" else "count"
     days = buckets(q.from_date, q.to_date, q.unit)
     index = {d.isoformat(): i for i, d in enumerate(days)}
@@ -231,7 +234,7 @@ async def answer(conn: AsyncConnection[Any], project_id: int, q: Question, *, no
     if timed.truncated and timed.results:
         found.pop(orjson.dumps(timed.results[-1].keys[:-1]).decode(), None)  # it may be incomplete
         notes.append(f"Over {MAX_GROUPS:,} groups: only the first series, in key order, are shown.")
-    await _totals(conn, project_id, q, timed, found, now=now)
+    await _totals(conn, project_id, q, timed, found, now=now, settings=settings)
     ranked = sorted(found.values(), key=lambda s: -s.total)
     if q.events and not q.breakdown:  # a picked event without events in the range is a line at zero
         missing = [e for e in q.events if orjson.dumps([e]).decode() not in found]
@@ -253,6 +256,7 @@ async def _totals(
     found: dict[str, Series],
     *,
     now: float,
+    settings: Settings,
 ) -> None:
     """Each series' total over the range: the sum of its events; its users counted once (a second query)."""
     if q.measure == "total":
@@ -262,7 +266,7 @@ async def _totals(
         for series in found.values():
             series.total = timed.total.unique
     else:
-        overall = await query_events(conn, project_id, q.request(over_time=False), now=now)
+        overall = await query_events(conn, project_id, q.request(over_time=False), now=now, settings=settings)
         for group in overall.results:
             match = found.get(orjson.dumps(group.keys).decode())
             if match is not None:
@@ -296,7 +300,7 @@ async def insights(request: Request, web: WebDep, pool: ReadPoolDep, settings: S
         cohorts = {c.id: c.name for c in await list_cohorts(conn, web.project_id)}
         try:
             question = Question.of(form, cohorts)
-            result = await answer(conn, web.project_id, question, now=now)
+            result = await answer(conn, web.project_id, question, now=now, settings=settings)
         except ProfilestoreError as exc:
             error = exc.message
         first, last = (

@@ -42,6 +42,7 @@ from profilestore.expressions.ast import Property
 from profilestore.query.events import rollup
 from profilestore.query.events import sql as ev
 from profilestore.query.params import day_range, refuse_nul, where_param
+from profilestore.settings import Settings
 
 MAX_GROUPS = 100_000
 
@@ -269,7 +270,12 @@ async def _analytics_transaction(conn: AsyncConnection[Any]) -> None:
 
 
 async def query_events(
-    conn: AsyncConnection[Any], project_id: int, request: EventsQueryRequest, *, now: float
+    conn: AsyncConnection[Any],
+    project_id: int,
+    request: EventsQueryRequest,
+    *,
+    now: float,
+    settings: Settings,
 ) -> EventsQueryResponse:
     if request.project_id is not None and request.project_id != project_id:
         raise Forbidden(f"this secret does not belong to project {request.project_id}")
@@ -278,7 +284,7 @@ async def query_events(
     total = Counts(count=0, unique=0)
     if narrow(request, where):
         groups, totals, params = await rollup_statements(conn, project_id, request, where, now=now)
-        await rollup.compact(conn)
+        await rollup.compact(conn, settings)
         async with conn.transaction():
             await _analytics_transaction(conn)
             cur = conn.cursor(row_factory=tuple_row)

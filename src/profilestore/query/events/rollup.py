@@ -26,9 +26,11 @@ from typing import Any
 from psycopg import AsyncConnection, sql
 from psycopg.rows import tuple_row
 
+from profilestore.db.engine import long_running
 from profilestore.expressions import Node, SqlParams, compile_value
 from profilestore.expressions.ast import Property, children
 from profilestore.query.events import sql as ev
+from profilestore.settings import Settings
 
 # The events query's statements may sort or hash a few million rows: enough memory for that, set for the
 # analytics transaction only (SET LOCAL), never for the server.
@@ -50,12 +52,16 @@ NO_PROFILE = sql.SQL(
 )
 
 
-async def compact(conn: AsyncConnection[Any]) -> int:
-    """Folds the pending changes into `event_days` (its own transaction: `conn` is in autocommit); waits for
-    a compaction in progress.  Returns the number of changes folded in (0 on a hot standby)."""
-    cur = conn.cursor(row_factory=tuple_row)
-    await cur.execute("SELECT profilestore_event_days_compact()")
-    row = await cur.fetchone()
+async def compact(conn: AsyncConnection[Any], settings: Settings) -> int:
+    """Folds the pending changes into `event_days` in one transaction (`conn` is in autocommit); waits for a
+    compaction in progress.  It may run as long as `long_statement_timeout_seconds` (a backlog after a bulk
+    load or a stop of the app is folded in whole, never cut short and started again).  Returns the number of
+    changes folded in (0 on a hot standby)."""
+    async with conn.transaction():
+        await long_running(conn, settings)
+        cur = conn.cursor(row_factory=tuple_row)
+        await cur.execute("SELECT profilestore_event_days_compact()")
+        row = await cur.fetchone()
     return int(row[0]) if row else 0
 
 
