@@ -35,6 +35,7 @@ from profilestore.imports import jobs as import_jobs
 from profilestore.imports import run as import_run
 from profilestore.imports.routes import router as imports_router
 from profilestore.imports.service import Processes
+from profilestore.ingest import idempotency
 from profilestore.ingest.events.routes import router as event_ingest_router
 from profilestore.ingest.profiles.routes import router as profile_ingest_router
 from profilestore.ingest.warnings import router as warnings_router
@@ -86,6 +87,16 @@ async def _sweep_warnings(app: FastAPI) -> None:
                         {"days": days, "batch": WARNING_SWEEP_BATCH},
                     )
                     deleted = cur.rowcount
+
+
+async def _sweep_idempotency_keys(app: FastAPI) -> None:
+    """Hourly: the answers kept for Idempotency-Keys, past `idempotency_hours` (ingest/idempotency.py)."""
+    hours = app.state.settings.idempotency_hours
+    while True:
+        await asyncio.sleep(WARNING_SWEEP_SECONDS)
+        with contextlib.suppress(psycopg.Error, PoolTimeout):
+            async with app.state.pool.connection() as conn:
+                await idempotency.sweep(conn, hours)
 
 
 async def _sweep_imports(app: FastAPI) -> None:
@@ -197,6 +208,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         imports = asyncio.create_task(_sweep_imports(app))
         gin = asyncio.create_task(_clean_gin_pending_lists(app))
         compactor = asyncio.create_task(_compact_event_days(app))
+        keys = asyncio.create_task(_sweep_idempotency_keys(app))
         try:
             yield
         finally:
@@ -207,6 +219,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             imports.cancel()
             gin.cancel()
             compactor.cancel()
+            keys.cancel()
             await query_sessions.finish_builds(timeout=settings.db_timeout_seconds)
             await app.state.import_processes.stop(timeout=settings.db_timeout_seconds * 2)
             if read_pool is not api_pool:

@@ -60,6 +60,10 @@ class Conflict(ProfilestoreError):
     status_code = 409
 
 
+class UnprocessableContent(ProfilestoreError):
+    status_code = 422
+
+
 class PayloadTooLarge(ProfilestoreError):
     status_code = 413
 

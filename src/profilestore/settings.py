@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     # Events reach the daily rollup of analytics (`event_days`) through a pending table that the app folds in
     # this often (and before every events query reads it); 0: only before a query.
     rollup_compact_seconds: float = 1.0
+    # How long the answer of an ingestion request sent with an Idempotency-Key is kept for its retries
+    # (ingest/idempotency.py); swept hourly.
+    idempotency_hours: float = 24.0
 
     # Connections (the server protocol, profilestore/server.py): what one client may send and hold, with no
     # credentials needed. Header fields of one request, in bytes (431); the URL is not a header field.

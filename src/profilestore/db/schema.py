@@ -18,6 +18,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     SmallInteger,
@@ -318,6 +319,23 @@ import_warnings = Table(
 
 
 # The web page's key for signing session cookies (web/session.py): one row, made at first use.
+# The answers of ingestion requests sent with an Idempotency-Key (ingest/idempotency.py), kept
+# `idempotency_hours`; written in the transaction that applies the request.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("endpoint", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("fingerprint", LargeBinary, nullable=False),
+    Column("project_ids", ARRAY(BigInteger), nullable=False),
+    Column("status", SmallInteger, nullable=False),
+    Column("media_type", Text, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("endpoint", "key"),
+    Index("ix_idempotency_keys_created_at", "created_at"),
+)
+
 web_keys = Table(
     "web_keys",
     metadata,

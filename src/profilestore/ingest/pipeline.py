@@ -14,6 +14,7 @@ unreachable raises DatabaseUnavailable (503, nothing applied: a retry is safe).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -31,6 +32,7 @@ from pydantic_core import ErrorDetails
 
 from profilestore.db.connections import Connector
 from profilestore.errors import ProfilestoreError
+from profilestore.ingest import idempotency
 from profilestore.ingest.responses import Outcome, RecordError, ingest_error_response, ingest_response
 from profilestore.ingest.wire import RejectedRecord, read_wire_request
 from profilestore.projects import TokenCache
@@ -199,13 +201,23 @@ async def ingest(
         batch = kind.build(pairs)
         async with connect() as conn:
             try:
-                await kind.apply(conn, batch, now)
+                async with _savepoint_in_transaction(conn):
+                    await kind.apply(conn, batch, now)
             except REFUSED as exc:
                 log.warning("a batch was refused by the database (%s); applying it record by record", exc)
                 for index, id_value, reason in await kind.apply_one_by_one(conn, batch, now):
                     errors.append(RecordError(index, kind.id_field, id_value, "", reason))
     errors.sort(key=lambda e: e.index)
-    return Outcome(total=len(records), failures=errors)
+    return Outcome(total=len(records), failures=errors, project_ids={pid for pid, _ in pairs})
+
+
+def _savepoint_in_transaction(conn: AsyncConnection[Any]) -> contextlib.AbstractAsyncContextManager[Any]:
+    """Inside a transaction (an Idempotency-Key's: idempotency.py), a savepoint, so that a batch Postgres
+    refuses can be applied again record by record in the same transaction; in autocommit (every other
+    request), nothing: the statement is its own transaction, and the hot path pays no BEGIN/COMMIT."""
+    if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+        return contextlib.nullcontext()
+    return conn.transaction()
 
 
 # What Postgres raises for a value it cannot take (a data exception, SQLSTATE class 22; a program limit,
@@ -254,25 +266,44 @@ async def handle(
     now = time.time()
     params: dict[str, str] = dict(request.query_params)
     try:
+        key = idempotency.key_of(request)
         wire = await read_wire_request(request, max_body_bytes=kind.settings.max_body_bytes)
         params = wire.params
         project_id = await authenticate(request, params) if authenticate is not None else None
-        if wire.records is None:
+        strict_default = strict_unless_verbose and "verbose" not in params
+        if wire.records is None:  # nothing applied: answered again the same way, with or without a key
             outcome = Outcome(total=0, failures=[], body_error=wire.error)
-        else:
+            return ingest_response(params, outcome, strict_default=strict_default)
+        records = wire.records
+
+        async def run(connect: Connector) -> tuple[Response, set[int]]:
             outcome = await ingest(
                 kind,
-                wire.records,
+                records,
                 body_bytes=wire.size,
                 now=now,
                 tokens=tokens,
                 connect=connect,
                 project_id=project_id,
             )
+            return ingest_response(params, outcome, strict_default=strict_default), outcome.project_ids
+
+        if key is None:
+            return (await run(connect))[0]
+        async with idempotency.claimed(
+            connect,
+            endpoint=request.url.path.rstrip("/"),
+            key=key,
+            fingerprint=idempotency.fingerprint(request, wire),
+            hours=kind.settings.idempotency_hours,
+        ) as claim:
+            if claim.replay is not None:
+                return claim.replay
+            answer, project_ids = await run(claim.connector())
+            await claim.store(answer, project_ids)
+        return answer
     except ProfilestoreError as exc:
         return ingest_error_response(params, exc)
-    strict_default = strict_unless_verbose and "verbose" not in params
-    return ingest_response(params, outcome, strict_default=strict_default)
 
 
 def id_text(raw: Any) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
@@ -55,6 +55,7 @@ class Outcome:
     total: int  # records in the request (0 when unreadable)
     failures: list[RecordError]  # records rejected
     body_error: str | None = None  # body unreadable
+    project_ids: set[int] = field(default_factory=set)  # the projects whose records were applied
 
 
 def ingest_response(params: Mapping[str, str], outcome: Outcome, *, strict_default: bool = False) -> Response:

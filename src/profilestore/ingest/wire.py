@@ -71,6 +71,7 @@ class WireRequest:
     records: list[Any] | None  # parsed records (one object becomes a one-element list); None when unreadable
     error: str | None  # why the body was unreadable, in plain words; None otherwise
     size: int = field(default=0, compare=False)  # bytes of the (decompressed) body or data parameter
+    content: bytes = field(default=b"", compare=False, repr=False)  # those bytes (idempotency.fingerprint)
 
 
 async def read_wire_request(request: Request, *, max_body_bytes: int) -> WireRequest:
@@ -84,7 +85,12 @@ async def read_wire_request(request: Request, *, max_body_bytes: int) -> WireReq
         _merge_query(params, query)
         if query_data is None:
             return WireRequest(params, None, "missing data parameter")
-        return WireRequest(params, *_decode_data(query_data), size=len(query_data))
+        return WireRequest(
+            params,
+            *_decode_data(query_data),
+            size=len(query_data),
+            content=query_data.encode("utf-8", "surrogatepass"),
+        )
 
     kind = _body_kind(request.headers.get("content-type", ""))
     inflate = _needs_inflate(request.headers.get("content-encoding", ""))
@@ -106,7 +112,9 @@ async def read_wire_request(request: Request, *, max_body_bytes: int) -> WireReq
     if _first_char(body) == b"":
         _merge_query(params, query)
         if query_data is not None:
-            return WireRequest(params, *_decode_data(query_data))
+            return WireRequest(
+                params, *_decode_data(query_data), content=query_data.encode("utf-8", "surrogatepass")
+            )
         return WireRequest(params, None, "empty body")
 
     if kind == "sniff":
@@ -117,6 +125,7 @@ async def read_wire_request(request: Request, *, max_body_bytes: int) -> WireReq
         _merge_query(params, query)
         wire = WireRequest(params, *_parse_body(body, ndjson_first=kind == "ndjson"))
     wire.size = len(body)
+    wire.content = body
     return wire
 
 
