@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator
 
 import psycopg
@@ -39,6 +40,9 @@ from profilestore.ingest import idempotency
 from profilestore.ingest.events.routes import router as event_ingest_router
 from profilestore.ingest.profiles.routes import router as profile_ingest_router
 from profilestore.ingest.warnings import router as warnings_router
+from profilestore.ops import metrics
+from profilestore.ops.requests import RequestLog, configure_logging
+from profilestore.ops.routes import router as metrics_router
 from profilestore.projects import TokenCache
 from profilestore.query.events import rollup
 from profilestore.query.events.routes import router as event_query_router
@@ -56,6 +60,7 @@ WARNING_SWEEP_SECONDS = 3600.0
 WARNING_SWEEP_BATCH = 10_000
 PARTITION_CHECK_SECONDS = 86400.0
 SESSION_SWEEP_SECONDS = 300.0
+POOL_GAUGE_SECONDS = 5.0
 
 
 async def _sweep_tombstones(app: FastAPI) -> None:
@@ -168,6 +173,16 @@ async def _compact_event_days(app: FastAPI) -> None:
                 await rollup.compact(conn, app.state.settings)
 
 
+async def _gauge_pools(app: FastAPI) -> None:
+    """Every few seconds, the pools' connections as metrics (/metrics also reads them when scraped)."""
+    while True:
+        metrics.record_pool("ingest", app.state.pool.get_stats())
+        metrics.record_pool("api", app.state.api_pool.get_stats())
+        if app.state.read_pool is not app.state.api_pool:
+            metrics.record_pool("read", app.state.read_pool.get_stats())
+        await asyncio.sleep(POOL_GAUGE_SECONDS)
+
+
 def _tune_gc() -> None:
     """Keep the cyclic GC off the hot path.  Measured (bench/engage.py): a request holds ~2,000 objects, so
     they reach the oldest generation and every full collection walked the ~120,000 objects left by imports,
@@ -209,6 +224,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         gin = asyncio.create_task(_clean_gin_pending_lists(app))
         compactor = asyncio.create_task(_compact_event_days(app))
         keys = asyncio.create_task(_sweep_idempotency_keys(app))
+        gauges = asyncio.create_task(_gauge_pools(app))
         try:
             yield
         finally:
@@ -220,12 +236,14 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             gin.cancel()
             compactor.cancel()
             keys.cancel()
+            gauges.cancel()
             await query_sessions.finish_builds(timeout=settings.db_timeout_seconds)
             await app.state.import_processes.stop(timeout=settings.db_timeout_seconds * 2)
             if read_pool is not api_pool:
                 await read_pool.close()
             await api_pool.close()
             await pool.close()
+            metrics.mark_dead(os.getpid())
 
     app = FastAPI(
         title="profilestore",
@@ -238,13 +256,17 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.state.settings = settings
     app.state.tokens = TokenCache()
     app.state.import_processes = Processes()
-    # Added innermost first: a request crosses SecurityHeaders, Cors, CatchAll, ApiGuard, then
+    # Added innermost first: a request crosses RequestLog, SecurityHeaders, Cors, CatchAll, ApiGuard, then
     # CancelOnDisconnect (a client gone before its answer stops the work: disconnect.py).
     app.add_middleware(CancelOnDisconnect)
     app.add_middleware(ApiGuard)
     app.add_middleware(CatchAll)
     app.add_middleware(Cors, origins=settings.cors_origins)
     app.add_middleware(SecurityHeaders, hsts_max_age_seconds=settings.hsts_max_age_seconds)
+    app.add_middleware(RequestLog)  # outermost: every answer has its id, log line and metrics (ops/)
+    configure_logging(settings.request_log)
+    metrics.initialise()
+    app.include_router(metrics_router)
     app.include_router(profile_ingest_router)
     app.include_router(event_ingest_router)
     app.include_router(warnings_router)

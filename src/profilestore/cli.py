@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import psycopg
@@ -88,6 +90,14 @@ def serve(
         console.print("Created project [bold]default[/bold]. Its API secret is shown only now:")
         console.print(f"  token:      {created['token']}")
         console.print(f"  api_secret: {created['api_secret']}")
+    if settings.workers > 1:
+        # Every worker's metrics in files of one directory, added up by /metrics (ops/metrics.py); emptied at
+        # each start, as prometheus-client's multiprocess mode requires.
+        metrics_dir = os.environ.setdefault(
+            "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="profilestore-metrics-")
+        )
+        for stale in Path(metrics_dir).glob("*.db"):
+            stale.unlink()
     scheme = "https" if ssl_certfile else "http"
     console.print(f"profilestore listening on {scheme}://{settings.host}:{settings.port}")
     uvicorn.run(

@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     # How long the answer of an ingestion request sent with an Idempotency-Key is kept for its retries
     # (ingest/idempotency.py); swept hourly.
     idempotency_hours: float = 24.0
+    # One JSON line per request on standard error (ops/requests.py): request id, route, status, duration.
+    request_log: bool = True
+    # When set, GET /metrics needs `Authorization: Bearer <this>`.
+    metrics_token: str | None = None
 
     # Connections (the server protocol, profilestore/server.py): what one client may send and hold, with no
     # credentials needed. Header fields of one request, in bytes (431); the URL is not a header field.

@@ -35,6 +35,7 @@ from profilestore.errors import ProfilestoreError
 from profilestore.ingest import idempotency
 from profilestore.ingest.responses import Outcome, RecordError, ingest_error_response, ingest_response
 from profilestore.ingest.wire import RejectedRecord, read_wire_request
+from profilestore.ops import metrics
 from profilestore.projects import TokenCache
 from profilestore.settings import Settings
 
@@ -286,24 +287,37 @@ async def handle(
                 connect=connect,
                 project_id=project_id,
             )
+            count(request, records, outcome)
             return ingest_response(params, outcome, strict_default=strict_default), outcome.project_ids
 
         if key is None:
             return (await run(connect))[0]
+        endpoint = request.url.path.rstrip("/")
         async with idempotency.claimed(
             connect,
-            endpoint=request.url.path.rstrip("/"),
+            endpoint=endpoint,
             key=key,
             fingerprint=idempotency.fingerprint(request, wire),
             hours=kind.settings.idempotency_hours,
         ) as claim:
             if claim.replay is not None:
+                metrics.REPLAYS.labels(endpoint).inc()
                 return claim.replay
             answer, project_ids = await run(claim.connector())
             await claim.store(answer, project_ids)
         return answer
     except ProfilestoreError as exc:
         return ingest_error_response(params, exc)
+
+
+def count(request: Request, records: list[Any], outcome: Outcome) -> None:
+    """The request's records in the metrics (ops/metrics.py): accepted, and rejected by reason."""
+    endpoint = request.url.path.rstrip("/")
+    metrics.BATCH_RECORDS.labels(endpoint).observe(len(records))
+    reasons = {f.index: metrics.rejection(f.message) for f in outcome.failures}
+    metrics.RECORDS.labels(endpoint, "accepted").inc(outcome.total - len(reasons))
+    for reason in set(reasons.values()):
+        metrics.RECORDS.labels(endpoint, reason).inc(sum(1 for r in reasons.values() if r == reason))
 
 
 def id_text(raw: Any) -> str:

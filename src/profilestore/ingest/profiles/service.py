@@ -18,6 +18,7 @@ from profilestore.ingest.profiles import records
 from profilestore.ingest.profiles.records import Update
 from profilestore.ingest.profiles.sql import Batch, apply_batch, apply_one_by_one, build_batch
 from profilestore.ingest.responses import RecordError
+from profilestore.ops import metrics
 from profilestore.settings import Settings
 
 
@@ -50,7 +51,10 @@ class ProfileUpdates(pipeline.Kind[Update, Batch]):
         return item.distinct_id
 
     def build(self, pairs: list[tuple[int, Update]]) -> Batch:
-        return build_batch(pairs, self.kind)
+        batch = build_batch(pairs, self.kind)
+        if batch.warnings:
+            metrics.WARNINGS.labels(self.kind).inc(len(batch.warnings))
+        return batch
 
     async def apply(self, conn: AsyncConnection[Any], batch: Batch, now: float) -> None:
         await apply_batch(conn, batch, now, self.settings)

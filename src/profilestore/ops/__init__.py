@@ -1,0 +1,1 @@
+"""Running the service: request ids and logs (requests.py), Prometheus metrics (metrics.py)."""
