@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import time
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
+from psycopg.rows import dict_row
 
+from profilestore import projects
 from profilestore.auth import basic_credentials, hash_secret, parse_credentials, secret_matches
+from profilestore.db.engine import libpq_dsn
 from profilestore.errors import BadRequest
 from support import new_project
 
@@ -87,3 +93,44 @@ def test_parse_credentials(
 def test_parse_credentials_refuses_a_project_id_that_is_not_an_integer() -> None:
     with pytest.raises(BadRequest, match=r"^project_id must be an integer$"):
         parse_credentials("Basic s:", "seven")
+
+
+def test_a_rotated_secret_keeps_working_for_its_grace_period(
+    client: httpx.Client, database_url: str, db: Any
+) -> None:
+    """`projects rotate-secret NAME --grace 1h`: the old and the new secret both work until the grace ends;
+    without a grace, or after it, only the new one; a second rotation ends the first one's grace."""
+    project = new_project(database_url)
+    old = project["api_secret"]
+
+    def rotate(grace: float) -> str:
+        async def run() -> str:
+            async with await psycopg.AsyncConnection.connect(
+                libpq_dsn(database_url), autocommit=True, row_factory=dict_row
+            ) as conn:
+                return await projects.rotate_secret(conn, project["name"], grace)
+
+        return asyncio.run(run())
+
+    def works(secret: str) -> bool:
+        status = client.get("/api/ingestion-warnings", headers=basic(f"{secret}:")).status_code
+        assert status in (200, 401)
+        return status == 200
+
+    new = rotate(3600)
+    assert works(old) and works(new)
+    imported = [
+        {"event": "E", "properties": {"distinct_id": "u", "time": int(time.time()), "$insert_id": "a"}}
+    ]
+    assert client.post("/import", json=imported, auth=(old, "")).status_code == 200  # ingestion too
+    db.execute(
+        "UPDATE projects SET previous_secret_until = now() - interval '1 second' WHERE id = %s",
+        (project["id"],),
+    )
+    assert not works(old) and works(new)
+
+    newer = rotate(3600)
+    newest = rotate(3600)  # the grace covers the secret just replaced, never an older one
+    assert not works(new) and works(newer) and works(newest)
+    last = rotate(0)
+    assert not works(newer) and not works(newest) and works(last)

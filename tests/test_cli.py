@@ -37,6 +37,12 @@ def test_projects_commands(database_url: str) -> None:
     rotated = json.loads(run("projects", "rotate-secret", "cli-project", "--json", env=env).stdout)
     assert rotated["api_secret"] != project["api_secret"]
     assert run("projects", "rotate-secret", "no-such-project", env=env).returncode == 1
+    graced = json.loads(
+        run("projects", "rotate-secret", "cli-project", "--grace", "1h", "--json", env=env).stdout
+    )
+    assert graced["previous_valid_seconds"] == 3600
+    bad = run("projects", "rotate-secret", "cli-project", "--grace", "soon", env=env)
+    assert bad.returncode == 2 and "a duration such as 90s, 30m, 1h or 2d" in bad.stderr
 
 
 @pytest.mark.slow

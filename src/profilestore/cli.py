@@ -147,14 +147,40 @@ def projects_list(as_json: JsonOpt = False) -> None:
     console.print(table)
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> float:
+    """`90`, `90s`, `30m`, `1h` or `2d` -> seconds."""
+    text = text.strip().lower()
+    unit = _UNITS.get(text[-1:])
+    number = text[:-1] if unit is not None else text
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: a duration such as 90s, 30m, 1h or 2d") from None
+    if not 0 <= seconds <= 365 * 86400:
+        raise typer.BadParameter(f"{text!r}: between 0 and 365 days")
+    return seconds
+
+
 @projects_app.command("rotate-secret")
-def projects_rotate_secret(name: str, as_json: JsonOpt = False) -> None:
-    """Give a project a new API secret (the old one stops working)."""
-    secret = _with_connection(get_settings(), lambda conn: projects.rotate_secret(conn, name))
+def projects_rotate_secret(
+    name: str,
+    grace: Annotated[
+        str, typer.Option(help="How long the old secret keeps working (90s, 30m, 1h, 2d); 0: it stops now.")
+    ] = "0",
+    as_json: JsonOpt = False,
+) -> None:
+    """Give a project a new API secret; the old one stops working, or after --grace."""
+    seconds = _duration(grace)
+    secret = _with_connection(get_settings(), lambda conn: projects.rotate_secret(conn, name, seconds))
     if as_json:
-        print(json.dumps({"name": name, "api_secret": secret}))
+        print(json.dumps({"name": name, "api_secret": secret, "previous_valid_seconds": seconds}))
     else:
         console.print(f"api_secret: {secret}")
+        if seconds:
+            console.print(f"the previous secret keeps working for {grace}")
 
 
 @app.command("export")

@@ -13,7 +13,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.errors import UniqueViolation
-from sqlalchemy import insert, select, update
+from sqlalchemy import case, func, insert, select, update
 
 from profilestore.auth import hash_secret, secret_matches
 from profilestore.db.engine import compile_query
@@ -59,12 +59,23 @@ async def list_projects(conn: Conn) -> list[Project]:
     return [Project(**row) for row in rows]
 
 
-async def rotate_secret(conn: Conn, name: str) -> str:
+async def rotate_secret(conn: Conn, name: str, grace_seconds: float = 0.0) -> str:
+    """A new API secret; the current one stays valid for `grace_seconds` more (0: it stops at once), so that
+    clients can move to the new one without downtime.  A third secret is never valid: rotating again ends
+    the previous grace."""
     secret = secrets.token_hex(16)
+    keep: dict[str, Any]
+    if grace_seconds > 0:
+        keep = {
+            "previous_secret_hash": projects.c.api_secret_hash,
+            "previous_secret_until": func.now() + func.make_interval(0, 0, 0, 0, 0, 0, grace_seconds),
+        }
+    else:
+        keep = {"previous_secret_hash": None, "previous_secret_until": None}
     stmt = (
         update(projects)
         .where(projects.c.name == name)
-        .values(api_secret_hash=hash_secret(secret))
+        .values(api_secret_hash=hash_secret(secret), **keep)
         .returning(projects.c.id)
     )
     if not await _run(conn, stmt):
@@ -79,11 +90,22 @@ async def project_of_token(conn: Conn, token: str) -> int | None:
 
 
 async def project_secret_hashes(conn: Conn, project_id: int | None) -> list[tuple[int, str]]:
-    """(id, secret hash) of one project, or of all when project_id is None (auth.py compares them)."""
-    stmt = select(projects.c.id, projects.c.api_secret_hash)
+    """(id, secret hash) of one project, or of all when project_id is None (auth.py compares them): the
+    current secret's, and the previous one's while its grace lasts."""
+    in_grace = projects.c.previous_secret_until > func.now()
+    stmt = select(
+        projects.c.id,
+        projects.c.api_secret_hash,
+        case((in_grace, projects.c.previous_secret_hash), else_=None).label("previous"),
+    )
     if project_id is not None:
         stmt = stmt.where(projects.c.id == project_id)
-    return [(row["id"], row["api_secret_hash"]) for row in await _run(conn, stmt)]
+    hashes: list[tuple[int, str]] = []
+    for row in await _run(conn, stmt):
+        hashes.append((row["id"], row["api_secret_hash"]))
+        if row["previous"] is not None:
+            hashes.append((row["id"], row["previous"]))
+    return hashes
 
 
 async def project_of_secret(conn: Conn, secret: str, project_id: int | None = None) -> int | None:

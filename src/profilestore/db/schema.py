@@ -49,6 +49,9 @@ projects = Table(
     # SHA-256 of the secret: secrets are 32 random bytes, so a fast hash is enough (no password stretching).
     Column("api_secret_hash", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # After `rotate-secret --grace`: the previous secret's hash, valid until `previous_secret_until`.
+    Column("previous_secret_hash", Text),
+    Column("previous_secret_until", DateTime(timezone=True)),
 )
 
 # No foreign key to projects: every write checks the token in the app, and a per-row RI check would
