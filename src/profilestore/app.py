@@ -36,8 +36,9 @@ from profilestore.imports import jobs as import_jobs
 from profilestore.imports import run as import_run
 from profilestore.imports.routes import router as imports_router
 from profilestore.imports.service import Processes
-from profilestore.ingest import idempotency
+from profilestore.ingest import idempotency, limits
 from profilestore.ingest.events.routes import router as event_ingest_router
+from profilestore.ingest.limits import RateLimiter, WritesInFlight
 from profilestore.ingest.profiles.routes import router as profile_ingest_router
 from profilestore.ingest.warnings import router as warnings_router
 from profilestore.ops import metrics
@@ -255,6 +256,11 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     )
     app.state.settings = settings
     app.state.tokens = TokenCache()
+    # Ingestion's guards (ingest/limits.py): per-project rate limits, shared by the processes of a `serve`.
+    app.state.rate_limiter = RateLimiter(
+        settings.rate_limit_records, settings.rate_limit_burst, os.environ.get(limits.SHARED_DIR)
+    )
+    app.state.writes = WritesInFlight(settings.max_writes_in_flight)
     app.state.import_processes = Processes()
     # Added innermost first: a request crosses RequestLog, SecurityHeaders, Cors, CatchAll, ApiGuard, then
     # CancelOnDisconnect (a client gone before its answer stops the work: disconnect.py).

@@ -21,6 +21,7 @@ from profilestore import projects
 from profilestore.db.embedded import resolve_database_url
 from profilestore.db.engine import libpq_dsn
 from profilestore.errors import ProfilestoreError
+from profilestore.ingest import limits
 from profilestore.settings import Settings, get_settings
 
 app = typer.Typer(help="A self-hosted, Mixpanel-compatible user-profile store.", no_args_is_help=True)
@@ -93,11 +94,15 @@ def serve(
     if settings.workers > 1:
         # Every worker's metrics in files of one directory, added up by /metrics (ops/metrics.py); emptied at
         # each start, as prometheus-client's multiprocess mode requires.
-        metrics_dir = os.environ.setdefault(
-            "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="profilestore-metrics-")
-        )
-        for stale in Path(metrics_dir).glob("*.db"):
-            stale.unlink()
+        # The rate limits' buckets are shared the same way (ingest/limits.py).
+        shared = tempfile.mkdtemp(prefix="profilestore-shared-")
+        metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", shared)
+        os.environ.setdefault(limits.SHARED_DIR, shared)
+        for stale in [
+            *Path(metrics_dir).glob("*.db"),
+            Path(os.environ[limits.SHARED_DIR]) / limits.RATE_FILE,
+        ]:
+            stale.unlink(missing_ok=True)
     scheme = "https" if ssl_certfile else "http"
     console.print(f"profilestore listening on {scheme}://{settings.host}:{settings.port}")
     uvicorn.run(

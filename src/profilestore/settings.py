@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     # How long the answer of an ingestion request sent with an Idempotency-Key is kept for its retries
     # (ingest/idempotency.py); swept hourly.
     idempotency_hours: float = 24.0
+    # Records per second per project, and the burst (ingest/limits.py); 0: no limit.  Shared by the worker
+    # processes of one `serve`.
+    rate_limit_records: float = 30_000
+    rate_limit_burst: float = 60_000
+    # Ingestion requests one process runs at once; past it a 503 with Retry-After at once (0: no bound).
+    max_writes_in_flight: int = 32
     # One JSON line per request on standard error (ops/requests.py): request id, route, status, duration.
     request_log: bool = True
     # When set, GET /metrics needs `Authorization: Bearer <this>`.

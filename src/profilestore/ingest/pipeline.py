@@ -19,6 +19,7 @@ import logging
 import math
 import time
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -33,6 +34,7 @@ from pydantic_core import ErrorDetails
 from profilestore.db.connections import Connector
 from profilestore.errors import ProfilestoreError
 from profilestore.ingest import idempotency
+from profilestore.ingest.limits import RateLimiter
 from profilestore.ingest.responses import Outcome, RecordError, ingest_error_response, ingest_response
 from profilestore.ingest.wire import RejectedRecord, read_wire_request
 from profilestore.ops import metrics
@@ -170,6 +172,7 @@ async def ingest(
     tokens: TokenCache,
     connect: Connector,
     project_id: int | None = None,
+    limiter: RateLimiter | None = None,
 ) -> Outcome:
     """Applies a request's valid records in one statement.  `project_id`: the project the request's
     credentials name (/import); else each record's token names its project."""
@@ -197,6 +200,8 @@ async def ingest(
                 )
             else:
                 pairs.append((pid, item))
+    if limiter is not None:  # before anything is applied: a refused request applies nothing
+        limiter.take(dict(Counter(pid for pid, _ in pairs)))
     pairs = kind.prepare(pairs)
     if pairs:
         batch = kind.build(pairs)
@@ -263,9 +268,27 @@ async def handle(
     """One ingestion request: decode the body in any SDK form (wire.py); `authenticate` it when the endpoint
     takes credentials (/import: the project they name); `ingest` its records; answer in Mixpanel's shapes,
     strict unless the request asks for `verbose` when `strict_unless_verbose`.  An unreadable body is answered
-    without applying anything."""
+    without applying anything.  Past the process's bound on writes in flight, a 503 before the body is read
+    (limits.py)."""
+    params: dict[str, str] = dict(request.query_params)
+    try:
+        with request.app.state.writes.slot():
+            return await _handle(request, kind, tokens, connect, authenticate, strict_unless_verbose)
+    except ProfilestoreError as exc:
+        return ingest_error_response(params, exc)
+
+
+async def _handle(
+    request: Request,
+    kind: Kind[Any, Any],
+    tokens: TokenCache,
+    connect: Connector,
+    authenticate: Authenticate | None,
+    strict_unless_verbose: bool,
+) -> Response:
     now = time.time()
     params: dict[str, str] = dict(request.query_params)
+    limiter: RateLimiter = request.app.state.rate_limiter
     try:
         key = idempotency.key_of(request)
         wire = await read_wire_request(request, max_body_bytes=kind.settings.max_body_bytes)
@@ -286,6 +309,7 @@ async def handle(
                 tokens=tokens,
                 connect=connect,
                 project_id=project_id,
+                limiter=limiter,
             )
             count(request, records, outcome)
             return ingest_response(params, outcome, strict_default=strict_default), outcome.project_ids
