@@ -339,4 +339,6 @@ def uvicorn_options(settings: Settings | None = None) -> dict[str, Any]:
         # A partial of a module-level class: worker processes receive it pickled.
         "http": functools.partial(LongUrlProtocol, limits=Limits.of(settings)),
         "timeout_keep_alive": settings.keep_alive_seconds,
+        # SIGTERM: stop accepting, let the requests in flight finish for this long, then close the pools.
+        "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
     }

@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     send_timeout_seconds: float = 60.0
     # An idle connection between requests is closed after this long (uvicorn's timeout_keep_alive).
     keep_alive_seconds: float = 5.0
+    # On SIGTERM the server stops accepting connections and gives the requests in flight this long to finish
+    # (a rolling restart loses nothing acknowledged); then it closes its pools and exits.
+    shutdown_grace_seconds: float = 30.0
     # Open connections per app process (lowered to leave 128 descriptors of `ulimit -n`); past it, the one
     # waiting longest for its request is closed to make room.
     max_connections: int = 1000
