@@ -152,7 +152,10 @@ def run(pg: Any) -> None:
     assert fleet.unexpected == []
     assert fleet.sent == len(batches)
     assert exits[f"{signal.SIGTERM.name} 3"] < GRACE_SECONDS + 5  # a graceful stop ends within its grace
-    tokens = "FROM profiles AS q, jsonb_array_elements_text(q.properties -> 'tokens') AS t WHERE q.project_id = %(p)s"
+    tokens = (
+        "FROM profiles AS q, jsonb_array_elements_text(q.properties -> 'tokens') AS t"
+        " WHERE q.project_id = %(p)s"
+    )
     with connect(database_url) as db:
         row = db.execute(
             "SELECT coalesce(sum((properties ->> 'n')::int), 0) AS n,"
