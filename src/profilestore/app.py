@@ -26,6 +26,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from profilestore import __version__
+from profilestore.auth import VerifiedSecrets
 from profilestore.cohorts.routes import router as cohorts_router
 from profilestore.db.embedded import resolve_database_url
 from profilestore.db.engine import make_pool
@@ -256,6 +257,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     )
     app.state.settings = settings
     app.state.tokens = TokenCache()
+    app.state.verified_secrets = VerifiedSecrets(settings.secret_cache_seconds)
     # Ingestion's guards (ingest/limits.py): per-project rate limits, shared by the processes of a `serve`.
     app.state.rate_limiter = RateLimiter(
         settings.rate_limit_records, settings.rate_limit_burst, os.environ.get(limits.SHARED_DIR)

@@ -11,6 +11,7 @@ import binascii
 import hashlib
 import hmac
 import re
+import time
 from dataclasses import dataclass
 
 from profilestore.errors import BadRequest, Forbidden, Unauthorized
@@ -22,6 +23,33 @@ def hash_secret(secret: str) -> str:
 
 def secret_matches(secret: str, stored_hash: str) -> bool:
     return hmac.compare_digest(hash_secret(secret), stored_hash)
+
+
+class VerifiedSecrets:
+    """Secrets verified on the read replica in the last `ttl` seconds -> their project, kept by their hash
+    (never the secret itself), at most `max_entries` of them (the oldest go first).  Replica-served reads then
+    need no database to authenticate a client seen recently; a secret rotated away (without a grace) keeps
+    working there for at most `ttl`."""
+
+    def __init__(self, ttl: float, max_entries: int = 10_000) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[int, float]] = {}
+
+    def get(self, secret: str) -> int | None:
+        entry = self._entries.get(hash_secret(secret))
+        if entry is None or entry[1] < time.monotonic():
+            return None
+        return entry[0]
+
+    def put(self, secret: str, project_id: int) -> None:
+        if self.ttl <= 0:
+            return
+        key = hash_secret(secret)
+        self._entries.pop(key, None)
+        while len(self._entries) >= self.max_entries:
+            del self._entries[next(iter(self._entries))]
+        self._entries[key] = (project_id, time.monotonic() + self.ttl)
 
 
 def basic_credentials(header: str | None) -> tuple[str, str] | None:

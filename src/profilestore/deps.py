@@ -32,22 +32,45 @@ API_PREFIX = "/api/"
 PROJECT_SCOPE_KEY = "profilestore.project_id"
 
 
+# The reads served by READ_DATABASE_URL's replica (their routes take ReadPoolDep/ReadConnDep): their secret is
+# checked on the replica too, so that they keep answering while the primary is down (auth_pool_for).
+REPLICA_READS = frozenset({"/api/2.0/export", "/api/events/query", "/api/profiles/export"})
+
+
 def pool_for(state: State, path: str) -> AsyncConnectionPool:
     """The pool a request for `path` takes its connections from: the read and admin API's own, or the main."""
     pool: AsyncConnectionPool = state.api_pool if path.startswith(API_PREFIX) else state.pool
     return pool
 
 
+def auth_pool_for(state: State, path: str) -> tuple[AsyncConnectionPool, auth.VerifiedSecrets | None]:
+    """Where the API secret of a request for `path` is checked: on the replica (with its cache of secrets
+    verified there) for the reads it serves, else where the request runs (pool_for)."""
+    if path.rstrip("/") in REPLICA_READS and state.read_pool is not state.api_pool:
+        return state.read_pool, state.verified_secrets
+    return pool_for(state, path), None
+
+
 async def authenticate(
-    pool: AsyncConnectionPool, settings: Settings, authorization: str | None, project_id: str | None
+    pool: AsyncConnectionPool,
+    settings: Settings,
+    authorization: str | None,
+    project_id: str | None,
+    verified: auth.VerifiedSecrets | None = None,
 ) -> int:
     """The project whose API secret the credentials carry (docs/query.md: every read API needs it); else
-    Unauthorized (401), Forbidden (403, another project's id) or BadRequest (a project_id not an integer)."""
+    Unauthorized (401), Forbidden (403, another project's id) or BadRequest (a project_id not an integer).
+    With `verified` (the replica's reads), a secret verified there in the last `secret_cache_seconds` is
+    taken without asking the database."""
     credentials = auth.parse_credentials(authorization, project_id)
     if credentials is None:
         raise Unauthorized()
-    async with database(pool, settings) as conn:
-        owner = await projects.project_of_secret(conn, credentials.secret)
+    owner = verified.get(credentials.secret) if verified is not None else None
+    if owner is None:
+        async with database(pool, settings) as conn:
+            owner = await projects.project_of_secret(conn, credentials.secret)
+        if owner is not None and verified is not None:
+            verified.put(credentials.secret, owner)
     if owner is None:
         raise Unauthorized()
     if credentials.project_id is not None and credentials.project_id != owner:

@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from profilestore import auth
 from profilestore.db.connections import unavailable
-from profilestore.deps import API_PREFIX, PROJECT_SCOPE_KEY, authenticate, pool_for
+from profilestore.deps import API_PREFIX, PROJECT_SCOPE_KEY, auth_pool_for, authenticate
 from profilestore.errors import (
     DatabaseUnavailable,
     InternalError,
@@ -177,8 +177,9 @@ class ApiGuard:
         # An import's upload (a CSV file, not JSON) is streamed to a file by its route, under its own limit.
         streamed = scope["path"] in STREAMED_UPLOADS and scope["method"] == "POST"
         try:
+            pool, verified = auth_pool_for(state, scope["path"])
             scope[PROJECT_SCOPE_KEY] = await authenticate(
-                pool_for(state, scope["path"]), settings, headers.get("authorization"), project_id
+                pool, settings, headers.get("authorization"), project_id, verified
             )
             if not streamed:
                 body = await _read_body(receive, headers, settings.max_api_body_bytes)
