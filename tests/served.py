@@ -58,6 +58,10 @@ class Served:
     def output(self) -> str:
         return self._log.read_text(errors="replace")[-4000:]
 
+    def log_lines(self) -> list[str]:
+        """Everything the server wrote (its JSON request log among it), line by line."""
+        return self._log.read_text(errors="replace").splitlines()
+
     def rss_bytes(self) -> int:
         """The server process's resident memory now."""
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():

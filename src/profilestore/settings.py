@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     rate_limit_records: float = 30_000
     rate_limit_burst: float = 60_000
     # Ingestion requests one process runs at once; past it a 503 with Retry-After at once (0: no bound).
-    max_writes_in_flight: int = 32
+    max_writes_in_flight: int = 16
     # Reads served by READ_DATABASE_URL's replica check their API secret there, and remember one verified
     # there for this long, so they keep answering while the primary is down (deps.auth_pool_for).
     secret_cache_seconds: float = 60.0
