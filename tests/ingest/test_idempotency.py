@@ -24,7 +24,7 @@ from profilestore.ingest import idempotency, pipeline
 from profilestore.ingest.profiles.service import ProfileUpdates
 from profilestore.projects import TokenCache
 from profilestore.settings import Settings
-from support import profiles_of
+from support import new_project, profiles_of
 
 Row = dict[str, Any]
 
@@ -88,10 +88,30 @@ def test_the_same_key_for_another_request_is_a_422(
     assert properties(db, project)["n"] == 2
 
 
+def test_two_projects_may_use_the_same_key(
+    client: httpx.Client, project: Row, database_url: str, db: psycopg.Connection[Row]
+) -> None:
+    """A key belongs to the project tokens of its records (or the credentials' project): no collision."""
+    other = new_project(database_url)
+    assert post(client, "/engage", add_one(project), "1").status_code == 200
+    second = post(client, "/engage", add_one(other), "1")
+    assert second.status_code == 200 and "idempotent-replayed" not in second.headers
+    assert properties(db, other) == {"n": 1, "seen": ["x"]}
+    imported = [
+        {"event": "I", "properties": {"distinct_id": "u", "time": int(time.time()), "$insert_id": "a"}}
+    ]
+    for owner in (project, other):
+        answer = post(client, "/import", imported, "1", auth=(owner["api_secret"], ""))
+        assert answer.status_code == 200 and "idempotent-replayed" not in answer.headers
+
+
 def test_a_key_in_use_is_a_409(client: httpx.Client, project: Row, database_url: str, db: Any) -> None:
     """The running request's transaction holds the key's advisory lock: here a session holds it instead."""
     with psycopg.connect(libpq_dsn(database_url), autocommit=True) as holder:
-        holder.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", ("/engage\nbusy",))
+        name = idempotency.lock_name(
+            "/engage", idempotency.scope_of(add_one(project), "$token", None), "busy"
+        )
+        holder.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (name,))
         busy = post(client, "/engage", add_one(project), "busy")
         assert busy.status_code == 409
         assert busy.json()["error"].startswith("a request with this Idempotency-Key is still being processed")
@@ -192,7 +212,7 @@ def test_a_refused_batch_inside_the_keys_transaction(project: Row, database_url:
             libpq_dsn(database_url), autocommit=True, row_factory=dict_row
         )
         key = idempotency.claimed(
-            lambda: _same(conn), endpoint="/engage", key="r", fingerprint=b"f", hours=24
+            lambda: _same(conn), endpoint="/engage", scope="s", key="refused-batch", fingerprint=b"", hours=24
         )
         async with conn, key as claim:
             assert claim.replay is None
@@ -209,7 +229,8 @@ def test_a_refused_batch_inside_the_keys_transaction(project: Row, database_url:
 
     asyncio.run(run())
     assert properties(db, project) == {"n": 1, "seen": ["x"]}
-    assert db.execute("SELECT count(*) AS n FROM idempotency_keys WHERE key = 'r'").fetchone() == {"n": 1}
+    kept = "SELECT count(*) AS n FROM idempotency_keys WHERE key = 'refused-batch'"
+    assert db.execute(kept).fetchone() == {"n": 1}
 
 
 @contextlib.asynccontextmanager

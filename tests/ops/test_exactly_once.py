@@ -1,7 +1,8 @@
 """Exactly once through crashes and restarts: 8 writers send 100,000 profile updates (`$add` counters and
 `$append` of unique tokens over 1,000 hot profiles), each request with its own Idempotency-Key, retrying every
 request that did not get a 200 (as the SDKs' retrying consumers do), while the test kills the server with
-SIGKILL three times, stops it once with SIGTERM (a rolling restart), starting a new one each time, and
+SIGKILL three times, stops it once with SIGTERM (a rolling restart: every request it took in is answered
+before it exits, within its grace), starting a new one each time, and
 restarts Postgres (an embedded cluster the test owns) once.  At the end every update is in the profiles
 exactly once: the counters add up, no token is missing or doubled.
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from profilestore.db import migrate
@@ -59,6 +61,12 @@ class Fleet:
         os.killpg(old.proc.pid, how)
         old.proc.wait(GRACE_SECONDS + 20)
         exited = time.monotonic() - began
+        if how == signal.SIGTERM:
+            # Every request the stopped server took in was answered before it exited: its request log has no
+            # request left without an answer (499) and no failure (500).
+            lines = [orjson.loads(line) for line in old.log_lines() if line.startswith("{")]
+            statuses = {line["status"] for line in lines if line.get("message") == "request"}
+            assert statuses and statuses <= {200, 409, 429, 503}, statuses
         new = Served(self.database_url, **self.env).__enter__()
         with self.lock:
             self.server = new

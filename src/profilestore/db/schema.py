@@ -328,6 +328,7 @@ idempotency_keys = Table(
     "idempotency_keys",
     metadata,
     Column("endpoint", Text, nullable=False),
+    Column("scope", Text, nullable=False),  # whose key: the credentials' project, or the records' tokens
     Column("key", Text, nullable=False),
     Column("fingerprint", LargeBinary, nullable=False),
     Column("project_ids", ARRAY(BigInteger), nullable=False),
@@ -335,7 +336,7 @@ idempotency_keys = Table(
     Column("media_type", Text, nullable=False),
     Column("body", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    PrimaryKeyConstraint("endpoint", "key"),
+    PrimaryKeyConstraint("endpoint", "scope", "key"),
     Index("ix_idempotency_keys_created_at", "created_at"),
 )
 

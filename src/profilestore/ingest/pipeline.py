@@ -320,6 +320,7 @@ async def _handle(
         async with idempotency.claimed(
             connect,
             endpoint=endpoint,
+            scope=idempotency.scope_of(records, kind.token_field, project_id),
             key=key,
             fingerprint=idempotency.fingerprint(request, wire),
             hours=kind.settings.idempotency_hours,

@@ -1,5 +1,5 @@
 """The answers of ingestion requests sent with an `Idempotency-Key` (ingest/idempotency.py): one row per
-(endpoint, key), written in the transaction that applies the request, kept `idempotency_hours`.
+(endpoint, scope, key), written in the transaction that applies the request, kept `idempotency_hours`.
 
 Revision ID: 0012
 Revises: 0011
@@ -22,6 +22,7 @@ def upgrade() -> None:
     op.create_table(
         "idempotency_keys",
         sa.Column("endpoint", sa.Text(), nullable=False),
+        sa.Column("scope", sa.Text(), nullable=False),
         sa.Column("key", sa.Text(), nullable=False),
         sa.Column("fingerprint", sa.LargeBinary(), nullable=False),
         sa.Column("project_ids", postgresql.ARRAY(sa.BigInteger()), nullable=False),
@@ -29,7 +30,7 @@ def upgrade() -> None:
         sa.Column("media_type", sa.Text(), nullable=False),
         sa.Column("body", sa.LargeBinary(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
-        sa.PrimaryKeyConstraint("endpoint", "key", name="pk_idempotency_keys"),
+        sa.PrimaryKeyConstraint("endpoint", "scope", "key", name="pk_idempotency_keys"),
     )
     op.create_index("ix_idempotency_keys_created_at", "idempotency_keys", ["created_at"])
 
