@@ -14,9 +14,8 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from psycopg.rows import dict_row
 
-from profilestore.db.engine import libpq_dsn
+from profilestore.db.engine import libpq_dsn, make_pool
 from profilestore.query.events import query as events_query
 from profilestore.query.events.query import EventsQueryRequest, query_events
 from profilestore.settings import Settings
@@ -203,14 +202,36 @@ def test_the_rollup_answers_as_the_events_do(
     )
     assert events_query.narrow(request, events_query.where_param("where", request.where))
 
-    async def ask() -> Any:
-        async with await psycopg.AsyncConnection.connect(
-            libpq_dsn(database_url), autocommit=True, row_factory=dict_row
-        ) as conn:
-            return await query_events(conn, world["id"], request, now=DAY0.timestamp(), settings=Settings())
+    async def ask(*, second_connection: bool = False) -> Any:
+        settings = Settings()
+        pool = make_pool(database_url, settings, min_size=2, max_size=2)
+        await pool.open(wait=True)
+        given_back = pool.putconn
 
+        async def putconn(conn: Any) -> None:  # every connection given back: the query's, and a second one
+            given.append(conn)
+            await given_back(conn)
+
+        if second_connection:
+            pool.putconn = putconn  # type: ignore[method-assign]
+        try:
+            async with pool.connection() as conn:
+                return await query_events(
+                    conn,
+                    world["id"],
+                    request,
+                    now=DAY0.timestamp(),
+                    settings=settings,
+                    pool=pool if second_connection else None,
+                )
+        finally:
+            await pool.close()
+
+    given: list[Any] = []
     narrow = asyncio.run(ask())
+    both_at_once = asyncio.run(ask(second_connection=True))  # groups and totals on two connections
+    assert len({id(c) for c in given}) == (2 if question.get("group_by") else 1)
     monkeypatch.setattr(events_query, "narrow", lambda *_: False)
     wide = asyncio.run(ask())
-    assert narrow == wide
+    assert narrow == wide == both_at_once
     assert narrow.total.count > 0

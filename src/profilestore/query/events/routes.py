@@ -43,6 +43,10 @@ add_routes(router, EXPORT_PATHS, export, summary="Mixpanel raw event export (/ap
 
 @router.post("/api/events/query", summary="Events counted (total and unique users) per group")
 async def events_query(
-    body: EventsQueryRequest, project_id: ProjectDep, conn: ReadConnDep, settings: SettingsDep
+    body: EventsQueryRequest,
+    project_id: ProjectDep,
+    conn: ReadConnDep,
+    pool: ReadPoolDep,
+    settings: SettingsDep,
 ) -> EventsQueryResponse:
-    return await query_events(conn, project_id, body, now=time.time(), settings=settings)
+    return await query_events(conn, project_id, body, now=time.time(), settings=settings, pool=pool)
