@@ -245,7 +245,8 @@ def test_export_reads_from_the_read_replica(
     database_url: str, db: psycopg.Connection[dict[str, Any]]
 ) -> None:
     """READ_DATABASE_URL: the export streams from the replica (here a second database holding other rows),
-    while authentication stays on the primary."""
+    and checks the API secret there too (as a replica holds the primary's projects: copied here);
+    tests/query/test_replica.py does it on a real hot standby."""
     import uuid
 
     from profilestore.db import migrate
@@ -258,7 +259,12 @@ def test_export_reads_from_the_read_replica(
     replica = replace_dbname(database_url, name)
     try:
         migrate.upgrade(replica)
+        row = db.execute("SELECT * FROM projects WHERE id = %s", (project["id"],)).fetchone()
+        assert row is not None
         with connect(replica) as conn:
+            columns = ", ".join(row)
+            values = ", ".join(f"%({c})s" for c in row)
+            conn.execute(f"INSERT INTO projects ({columns}) VALUES ({values})", row)
             conn.execute(
                 "INSERT INTO profiles (project_id, distinct_id, properties) VALUES (%s, 'on-replica', '{}')",
                 (project["id"],),
