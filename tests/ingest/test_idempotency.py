@@ -145,6 +145,7 @@ def test_a_quoted_key_is_the_same_key(client: httpx.Client, project: Row, db: An
     """The draft writes the key as a Structured Fields string, in quotes."""
     assert post(client, "/engage", add_one(project), '"abc"').status_code == 200
     assert post(client, "/engage", add_one(project), "abc").headers["idempotent-replayed"] == "true"
+    assert post(client, "/engage/", add_one(project), "abc").headers["idempotent-replayed"] == "true"
     assert properties(db, project)["n"] == 1
 
 

@@ -100,7 +100,7 @@ def fingerprint(request: Request, wire: WireRequest) -> bytes:
     """SHA-256 of the method, the path, the parameters (query string and form fields, sorted) and the
     bytes that carried the records (after gzip: the same records sent compressed or not are the same)."""
     digest = hashlib.sha256()
-    digest.update(f"{request.method} {request.url.path}\n".encode())
+    digest.update(f"{request.method} {request.url.path.rstrip('/')}\n".encode())
     for name, value in sorted(wire.params.items()):
         digest.update(f"{name}={value}\n".encode("utf-8", "surrogatepass"))
     digest.update(wire.content)
