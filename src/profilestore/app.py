@@ -178,10 +178,7 @@ async def _compact_event_days(app: FastAPI) -> None:
 async def _gauge_pools(app: FastAPI) -> None:
     """Every few seconds, the pools' connections as metrics (/metrics also reads them when scraped)."""
     while True:
-        metrics.record_pool("ingest", app.state.pool.get_stats())
-        metrics.record_pool("api", app.state.api_pool.get_stats())
-        if app.state.read_pool is not app.state.api_pool:
-            metrics.record_pool("read", app.state.read_pool.get_stats())
+        metrics.record_pools(app.state)
         await asyncio.sleep(POOL_GAUGE_SECONDS)
 
 

@@ -107,6 +107,14 @@ def record_pool(name: str, stats: dict[str, Any]) -> None:
     POOL_CONNECTIONS.labels(name, "waiting").set(int(stats.get("requests_waiting", 0)))
 
 
+def record_pools(state: Any) -> None:
+    """The app's pools (its `state`: ingest, api, and read when READ_DATABASE_URL is set) as gauge values."""
+    record_pool("ingest", state.pool.get_stats())
+    record_pool("api", state.api_pool.get_stats())
+    if state.read_pool is not state.api_pool:
+        record_pool("read", state.read_pool.get_stats())
+
+
 def mark_dead(pid: int) -> None:
     """A worker process is gone: its live gauges stop counting (multiprocess mode)."""
     if MULTIPROCESS:

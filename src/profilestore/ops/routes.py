@@ -20,9 +20,6 @@ async def get_metrics(request: Request, settings: SettingsDep) -> Response:
         expected = f"Bearer {settings.metrics_token}"
         if not hmac.compare_digest(sent.encode(), expected.encode()):
             raise Unauthorized("metrics need the bearer token of PROFILESTORE_METRICS_TOKEN")
-    for name, pool in (("ingest", request.app.state.pool), ("api", request.app.state.api_pool)):
-        metrics.record_pool(name, pool.get_stats())
-    if request.app.state.read_pool is not request.app.state.api_pool:
-        metrics.record_pool("read", request.app.state.read_pool.get_stats())
+    metrics.record_pools(request.app.state)
     body, media_type = metrics.exposition()
     return Response(content=body, media_type=media_type)
