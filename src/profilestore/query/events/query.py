@@ -5,7 +5,7 @@ group of any mix of event name, event property, profile property and time bucket
 Two paths, one answer (tests/query/test_events_rollup.py holds them to it):
 * narrow (rollup.py): a question that reads nothing of the events but their name, day and user is answered
   from the daily rollup `event_days`, a groups statement and a totals statement in one REPEATABLE READ
-  transaction;
+  snapshot (both at once on two connections when the pool has a second one free);
 * wide (here): anything else (an event property in `where` or `group_by`) reads the events of the range
   (joined to their profiles when a key or `where` reads `user[...]`), grouped by `GROUPING SETS ((keys), ())`,
   so the same pass gives every group and the range's totals (`unique` over the whole range is not the sum
