@@ -116,6 +116,8 @@ def test_a_key_in_use_is_a_409(client: httpx.Client, project: Row, database_url:
         assert busy.status_code == 409
         assert busy.json()["error"].startswith("a request with this Idempotency-Key is still being processed")
         assert profiles_of(db, project["id"]) == {}
+        # Released here, at once (closing the session would release it only when its backend has exited).
+        holder.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (name,))
     done = post(client, "/engage", add_one(project), "busy")
     assert done.status_code == 200 and "idempotent-replayed" not in done.headers
     assert properties(db, project)["n"] == 1
